@@ -1,0 +1,72 @@
+"""Typed errors of the client library.
+
+Every error carries a stable ``code`` string (CONTRACTS.md section 3) and subclasses the
+built-in exception that fits, so callers can catch either.
+"""
+
+from __future__ import annotations
+
+
+class AdaptersClientError(Exception):
+    """Base class of every error raised by ``adapters_client``."""
+
+    code = "adapters_client_error"
+
+    def __init__(self, message: str = "", **details):
+        super().__init__(message)
+        self.detail = message
+        self.details = details
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "detail": self.detail, **self.details}
+
+
+class InvalidIdentifier(AdaptersClientError, ValueError):
+    code = "invalid_identifier"
+
+
+class InvalidAdapterConfig(AdaptersClientError, ValueError):
+    """A method configuration that cannot be parsed or validated; ``field`` names the culprit."""
+
+    code = "invalid_config"
+
+    def __init__(self, message: str = "", field: str | None = None, **details):
+        super().__init__(message, field=field, **details)
+        self.field = field
+
+
+class AdapterNotFound(AdaptersClientError, LookupError):
+    code = "adapter_not_found"
+
+
+class AmbiguousIdentifier(AdaptersClientError, LookupError):
+    code = "ambiguous_identifier"
+
+
+class ChecksumMismatch(AdaptersClientError, ValueError):
+    code = "checksum_mismatch"
+
+
+class OfflineCacheMiss(AdaptersClientError, FileNotFoundError):
+    code = "offline_cache_miss"
+
+
+class IncompatibleAdapter(AdaptersClientError, ValueError):
+    """Weights that do not fit the config or the model: wrong backbone, missing/unexpected key, shape."""
+
+    code = "incompatible_adapter"
+
+
+class InvalidComposition(AdaptersClientError, ValueError):
+    code = "invalid_composition"
+
+
+class HubError(AdaptersClientError, ConnectionError):
+    """The hub answered with an error; ``status`` is the HTTP status, ``hub_code`` the hub's code."""
+
+    code = "hub_error"
+
+    def __init__(self, message: str = "", status: int | None = None, hub_code: str | None = None, **details):
+        super().__init__(message, status=status, hub_code=hub_code, **details)
+        self.status = status
+        self.hub_code = hub_code

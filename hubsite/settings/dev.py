@@ -1,0 +1,7 @@
+"""Embedded defaults: SQLite, filesystem storage, no Redis needed. For a laptop, never production."""
+
+from .base import *  # noqa: F401,F403
+from .env import env_bool
+
+DEBUG = env_bool("HUB_DEBUG", True)
+ALLOWED_HOSTS = ["*"]
