@@ -13,6 +13,8 @@ DATABASES = {
         env_str("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/adapterhub"), conn_max_age=0
     )
 }
+# A database per test run, so that concurrent runs on one machine never share one.
+DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DB_NAME", f"test_adapterhub_{os.getpid()}")}
 REDIS_URL = env_str("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELERY_BROKER_URL = env_str("TEST_CELERY_BROKER_URL", REDIS_URL)
