@@ -1,0 +1,204 @@
+"""Serializers of the read API, tokens, tasks and organisations."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..choices import TokenScope, VersionStatus
+from ..models import Adapter, AdapterVersion, ApiToken, Organisation, Subtask, Task, VersionFile
+from ..querysets import default_version
+
+
+def download_url(request, file: VersionFile) -> str:
+    path = f"/api/v1/files/{file.pk}/download"
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+class FileSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VersionFile
+        fields = ["id", "name", "size", "sha256", "url"]
+
+    def get_url(self, obj) -> str:
+        return download_url(self.context.get("request"), obj)
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AdapterVersion
+        fields = [
+            "version", "status", "error_code", "yanked", "yank_reason", "digest", "claimed_score",
+            "verified_score", "description", "created_at", "validated_at",
+        ]
+
+
+class VersionDetailSerializer(VersionSerializer):
+    files = FileSerializer(many=True, read_only=True)
+    is_default = serializers.SerializerMethodField()
+
+    class Meta(VersionSerializer.Meta):
+        fields = [*VersionSerializer.Meta.fields, "is_default", "validation_report", "files"]
+
+    def get_is_default(self, obj) -> bool:
+        chosen = default_version(obj.adapter)
+        return chosen is not None and chosen.pk == obj.pk
+
+
+class AdapterSerializer(serializers.ModelSerializer):
+    """An adapter in a list; ``current_*`` describe its default (or newest) version."""
+
+    identifier = serializers.CharField(read_only=True)
+    task = serializers.CharField(source="task.slug", read_only=True)
+    subtask = serializers.CharField(source="subtask.slug", read_only=True)
+    organisation = serializers.CharField(source="organisation.slug", read_only=True)
+    current_version = serializers.CharField(read_only=True, allow_null=True)
+    current_status = serializers.ChoiceField(choices=VersionStatus.choices, read_only=True, allow_null=True)
+    current_score = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Adapter
+        fields = [
+            "id", "identifier", "task", "subtask", "organisation", "model_name", "model_type", "method",
+            "config_hash", "description", "license", "visibility", "is_default", "download_count",
+            "current_version", "current_status", "current_score", "created_at", "updated_at",
+        ]
+
+
+class AdapterDetailSerializer(AdapterSerializer):
+    default_version = serializers.SerializerMethodField()
+    versions = serializers.SerializerMethodField()
+
+    class Meta(AdapterSerializer.Meta):
+        fields = [*AdapterSerializer.Meta.fields, "config", "default_version", "versions"]
+
+    def get_default_version(self, obj) -> str | None:
+        chosen = default_version(obj)
+        return chosen.version if chosen else None
+
+    def get_versions(self, obj) -> list[str]:
+        return list(obj.versions.order_by("-created_at", "-id").values_list("version", flat=True)[:100])
+
+
+class FacetValueSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class FacetsSerializer(serializers.Serializer):
+    task = FacetValueSerializer(many=True)
+    method = FacetValueSerializer(many=True)
+    model_name = FacetValueSerializer(many=True)
+
+
+class AdapterPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = AdapterSerializer(many=True)
+    facets = FacetsSerializer()
+
+
+class SearchQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="full-text query")
+    task = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    subtask = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    org = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    model_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    method = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    status = serializers.ChoiceField(choices=VersionStatus.choices, required=False, allow_blank=True)
+    sort = serializers.ChoiceField(
+        choices=["relevance", "downloads", "newest", "score", "name"], required=False, allow_blank=True
+    )
+    page = serializers.IntegerField(required=False, min_value=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+class ResolveQuerySerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=200, help_text="identifier: task/subtask[@org]")
+    model_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    config = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="method name or alias, or a 16-hex config hash"
+    )
+    version = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
+class ResolveSerializer(serializers.Serializer):
+    identifier = serializers.CharField()
+    adapter_id = serializers.IntegerField()
+    model_name = serializers.CharField()
+    model_type = serializers.CharField()
+    method = serializers.CharField()
+    config = serializers.JSONField()
+    config_hash = serializers.CharField()
+    version = serializers.CharField()
+    status = serializers.CharField()
+    yanked = serializers.BooleanField()
+    digest = serializers.CharField()
+    warning = serializers.CharField(allow_blank=True)
+    files = FileSerializer(many=True)
+
+
+class YankSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class DefaultVersionSerializer(serializers.Serializer):
+    version = serializers.CharField(allow_null=True, max_length=64, help_text="null: back to the newest valid")
+
+
+class SubtaskSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Subtask
+        fields = ["slug", "name", "description", "dataset_url", "metric_name", "metric_direction", "language"]
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Task
+        fields = ["slug", "name", "description"]
+
+
+class TaskDetailSerializer(TaskSerializer):
+    subtasks = SubtaskSerializer(many=True, read_only=True)
+
+    class Meta(TaskSerializer.Meta):
+        fields = [*TaskSerializer.Meta.fields, "subtasks"]
+
+
+class OrganisationSerializer(serializers.ModelSerializer):
+    public_adapters = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Organisation
+        fields = ["slug", "name", "description", "website", "created_at", "public_adapters"]
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    organisations = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    expired = serializers.BooleanField(source="is_expired", read_only=True)
+    revoked = serializers.BooleanField(source="is_revoked", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id", "name", "prefix", "scope", "organisations", "created_at", "expires_at", "revoked_at",
+            "last_used_at", "expired", "revoked",
+        ]
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    scope = serializers.ChoiceField(choices=TokenScope.choices, default=TokenScope.READ)
+    organisations = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list, max_length=50
+    )
+    expires_days = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=3650)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="the raw token; shown only once")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]

@@ -1,0 +1,1 @@
+"""Validation workers (Celery) and the offline validation command. Built in a later issue."""
