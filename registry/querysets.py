@@ -62,3 +62,9 @@ def with_current_version(qs: QuerySet) -> QuerySet:
         current_status=Subquery(current.values("status")[:1]),
         current_score=Subquery(current.values("verified_score")[:1]),
     )
+
+
+def adapter_with_current(pk: int) -> Adapter:
+    """One adapter with its relations and the annotations of with_current_version."""
+    qs = Adapter.objects.filter(pk=pk).select_related("task", "subtask", "organisation", "default_version")
+    return with_current_version(qs).get()

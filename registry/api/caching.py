@@ -37,7 +37,7 @@ def key_for(request, name: str, *parts) -> str:
     user = request.user
     who = f"u{user.pk}" if getattr(user, "is_authenticated", False) else "anon"
     token = getattr(request.auth, "pk", None)
-    raw = "|".join([name, who, f"t{token}", *(str(p) for p in parts), request.get_full_path()])
+    raw = "|".join([name, who, f"t{token}", *(str(p) for p in parts), request.get_host(), request.get_full_path()])
     return f"hub:api:{generation()}:{hashlib.sha256(raw.encode()).hexdigest()}"
 
 

@@ -54,7 +54,9 @@ class AdapterSerializer(serializers.ModelSerializer):
     subtask = serializers.CharField(source="subtask.slug", read_only=True)
     organisation = serializers.CharField(source="organisation.slug", read_only=True)
     current_version = serializers.CharField(read_only=True, allow_null=True)
-    current_status = serializers.ChoiceField(choices=VersionStatus.choices, read_only=True, allow_null=True)
+    current_status = serializers.CharField(
+        read_only=True, allow_null=True, help_text="pending, validating, valid, rejected or error"
+    )
     current_score = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:

@@ -11,17 +11,21 @@ from .files import (
     check_filename,
     check_limits,
     check_not_pickle,
+    check_declared_digests,
     sha256_file,
     version_digest,
 )
+from .folder import check_folder
 from .safetensors import check_safetensors
 
 __all__ = [
     "ALLOWED_FILENAMES",
     "AdapterMeta",
     "check_adapter_config",
+    "check_declared_digests",
     "check_file_set",
     "check_filename",
+    "check_folder",
     "check_fusion_config",
     "check_head_config",
     "check_limits",

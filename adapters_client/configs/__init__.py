@@ -1,0 +1,34 @@
+"""Method configurations (torch-free): dataclasses, parsing, hashing, adapter_config.json content."""
+
+from .base import ACTIVATIONS, MethodConfig
+from .bottleneck import (
+    BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, DoubleSeqBnInvConfig, ParBnConfig,
+    SeqBnConfig, SeqBnInvConfig,
+)
+from .files import (
+    CONFIG_FILE, FORMAT_VERSION, FUSION_CONFIG_FILE, FUSION_WEIGHTS_FILE, HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE,
+    PICKLE_WEIGHTS_FILE, WEIGHTS_FILE, build_adapter_config_json, canonical_json, config_hash,
+    read_adapter_config_json, read_fusion_config_json,
+)
+from .fusion import AdapterFusionConfig, DynamicAdapterFusionConfig, StaticAdapterFusionConfig
+from .lora import IA3Config, LoRAConfig
+from .parsing import (
+    ADAPTER_CONFIGS, ALIASES, DEFAULT_ADAPTER_CONFIG, DEFAULT_FUSION_CONFIG, FUSION_CONFIGS, canonical_name,
+    config_from_dict, load_config, load_fusion_config, method_name, parse_overrides,
+)
+from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
+
+# Name used by the adapters library for the base class.
+AdapterConfig = MethodConfig
+
+__all__ = [
+    "ACTIVATIONS", "ADAPTER_CONFIGS", "ALIASES", "AdapterConfig", "AdapterFusionConfig", "BnConfig",
+    "CONFIG_FILE", "CompacterConfig", "CompacterPlusPlusConfig", "DEFAULT_ADAPTER_CONFIG",
+    "DEFAULT_FUSION_CONFIG", "DoubleSeqBnConfig", "DoubleSeqBnInvConfig", "DynamicAdapterFusionConfig",
+    "FORMAT_VERSION", "FUSION_CONFIGS", "FUSION_CONFIG_FILE", "FUSION_WEIGHTS_FILE", "HEAD_CONFIG_FILE",
+    "HEAD_WEIGHTS_FILE", "IA3Config", "LoRAConfig", "MethodConfig", "PICKLE_WEIGHTS_FILE", "ParBnConfig",
+    "PrefixTuningConfig", "PromptTuningConfig", "SeqBnConfig", "SeqBnInvConfig", "StaticAdapterFusionConfig",
+    "WEIGHTS_FILE", "build_adapter_config_json", "canonical_json", "canonical_name", "config_from_dict",
+    "config_hash", "load_config", "load_fusion_config", "method_name", "parse_overrides",
+    "read_adapter_config_json", "read_fusion_config_json",
+]

@@ -1,0 +1,80 @@
+"""LoRA and (IA)^3 configs (IA3 is LoRA with ``composition_mode="scale"``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .base import MethodConfig
+
+ATTN_MATRICES = ("q", "k", "v")
+
+
+@dataclass(frozen=True, eq=False)
+class LoRAConfig(MethodConfig):
+    """Low-rank updates of the attention (and optionally FFN) weight matrices."""
+
+    family = "lora"
+
+    architecture: Optional[str] = "lora"
+    selfattn_lora: bool = True
+    intermediate_lora: bool = False
+    output_lora: bool = False
+    leave_out: list = field(default_factory=list)
+    r: int = 8
+    alpha: int = 8
+    dropout: float = 0.0
+    attn_matrices: list = field(default_factory=lambda: ["q", "v"])
+    composition_mode: str = "add"
+    init_weights: str = "lora"
+    init_weights_seed: Optional[int] = None
+    use_gating: bool = False
+    use_dora: bool = False
+    vera_d: Optional[float] = None
+    vera_b: Optional[float] = None
+    dtype: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.architecture != "lora":
+            self._fail("architecture", f"must be 'lora', got {self.architecture!r}")
+        self._bool("selfattn_lora", "intermediate_lora", "output_lora", "use_gating", "use_dora")
+        self._layer_list("leave_out")
+        self._number("r", low=1, integer=True)
+        self._number("alpha", low=0, low_inclusive=False)
+        self._number("dropout", low=0.0, high=1.0)
+        matrices = self.attn_matrices
+        if isinstance(matrices, tuple):
+            matrices = list(matrices)
+            self._set("attn_matrices", matrices)
+        if not isinstance(matrices, list) or not all(m in ATTN_MATRICES for m in matrices):
+            self._fail("attn_matrices", f"must be a list drawn from 'q', 'k', 'v', got {matrices!r}")
+        self._choice("composition_mode", {"add", "scale"})
+        self._choice("init_weights", {"lora", "bert", "ia3", "vera"})
+        self._number("init_weights_seed", optional=True, integer=True)
+        self._number("vera_d", optional=True)
+        self._number("vera_b", optional=True)
+        self._choice("dtype", {"float32", "float16", "bfloat16", "float64"}, optional=True)
+        if self.composition_mode == "scale" and self.r != 1:
+            self._fail("r", f"composition_mode 'scale' needs r=1, got {self.r!r}")
+        if self.use_dora and self.composition_mode != "add":
+            self._fail("use_dora", "DoRA needs composition_mode 'add'")
+
+    def _canonicalise(self, data: dict) -> dict:
+        data["leave_out"] = sorted(set(data["leave_out"]))
+        data["attn_matrices"] = sorted(set(data["attn_matrices"]))
+        return data
+
+
+@dataclass(frozen=True, eq=False)
+class IA3Config(LoRAConfig):
+    """(IA)^3 (Liu et al., 2022): learned vectors scaling k, v and the intermediate projection."""
+
+    selfattn_lora: bool = True
+    intermediate_lora: bool = True
+    output_lora: bool = False
+    r: int = 1
+    alpha: int = 1
+    dropout: float = 0.0
+    attn_matrices: list = field(default_factory=lambda: ["k", "v"])
+    composition_mode: str = "scale"
+    init_weights: str = "ia3"

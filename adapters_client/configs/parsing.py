@@ -1,0 +1,229 @@
+"""Turning names, override strings and dicts into config objects (``load_config``)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from ..errors import InvalidAdapterConfig
+from .base import MethodConfig
+from .bottleneck import (
+    BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, DoubleSeqBnInvConfig, ParBnConfig,
+    SeqBnConfig, SeqBnInvConfig,
+)
+from .fusion import AdapterFusionConfig, DynamicAdapterFusionConfig, StaticAdapterFusionConfig
+from .lora import IA3Config, LoRAConfig
+from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
+
+DEFAULT_ADAPTER_CONFIG = "seq_bn"
+DEFAULT_FUSION_CONFIG = "dynamic"
+
+# name -> factory; aliases are the adapters library's deprecated names.
+ADAPTER_CONFIGS: dict[str, Callable[[], MethodConfig]] = {
+    "seq_bn": SeqBnConfig,
+    "double_seq_bn": DoubleSeqBnConfig,
+    "par_bn": ParBnConfig,
+    "scaled_par_bn": lambda: ParBnConfig(scaling="learned"),
+    "seq_bn_inv": SeqBnInvConfig,
+    "double_seq_bn_inv": DoubleSeqBnInvConfig,
+    "compacter": CompacterConfig,
+    "compacter++": CompacterPlusPlusConfig,
+    "lora": LoRAConfig,
+    "ia3": IA3Config,
+    "prefix_tuning": PrefixTuningConfig,
+    "prefix_tuning_flat": lambda: PrefixTuningConfig(flat=True),
+    "prompt_tuning": PromptTuningConfig,
+}
+ALIASES = {
+    "pfeiffer": "seq_bn",
+    "houlsby": "double_seq_bn",
+    "parallel": "par_bn",
+    "scaled_parallel": "scaled_par_bn",
+    "pfeiffer+inv": "seq_bn_inv",
+    "houlsby+inv": "double_seq_bn_inv",
+}
+FUSION_CONFIGS: dict[str, Callable[[], AdapterFusionConfig]] = {
+    "dynamic": DynamicAdapterFusionConfig,
+    "static": StaticAdapterFusionConfig,
+}
+# value of "architecture" in a config dict -> class (bottleneck configs carry no architecture key)
+_ARCHITECTURES = {
+    None: BnConfig,
+    "bottleneck": BnConfig,
+    "lora": LoRAConfig,
+    "prefix_tuning": PrefixTuningConfig,
+    "prompt_tuning": PromptTuningConfig,
+}
+# keys that would make a loader run code from the checkpoint: never accepted
+_REMOTE_CODE_KEYS = {"auto_map", "trust_remote_code", "custom_code", "code"}
+_STRING_RE = re.compile(r"^\s*(?P<name>[^\[\]|\n]+?)\s*(?:\[(?P<kvs>.*)\])?\s*$", re.DOTALL)
+_BARE_WORD_RE = re.compile(r"^[A-Za-z_][\w.+\-]*$")
+
+
+def canonical_name(name: str) -> str:
+    """``pfeiffer`` -> ``seq_bn``; unknown names raise InvalidAdapterConfig."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in ADAPTER_CONFIGS:
+        known = ", ".join(sorted(set(ADAPTER_CONFIGS) | set(ALIASES)))
+        raise InvalidAdapterConfig(f"unknown adapter method {name!r}; known: {known}", field="architecture")
+    return key
+
+
+def load_config(obj: Any, **overrides) -> MethodConfig:
+    """A config object from a config, a dict (adapter_config.json's "config"), a name or ``name[k=v,...]``."""
+    if obj is None:
+        raise InvalidAdapterConfig("no adapter config given", field="config")
+    if isinstance(obj, AdapterFusionConfig):
+        raise InvalidAdapterConfig("a fusion config is not an adapter config", field="config")
+    if isinstance(obj, MethodConfig):
+        config = obj
+    elif isinstance(obj, Mapping):
+        config = config_from_dict(obj)
+    elif isinstance(obj, str):
+        config = _from_string(obj, ADAPTER_CONFIGS, canonical_name)
+    else:
+        raise InvalidAdapterConfig(f"cannot read an adapter config from {type(obj).__name__}", field="config")
+    return config.replace(**overrides) if overrides else config
+
+
+def config_from_dict(data: Mapping) -> MethodConfig:
+    """Build a config from its dict form; unknown or missing keys are errors naming the key."""
+    data = dict(data)
+    for key in data:
+        if key in _REMOTE_CODE_KEYS:
+            raise InvalidAdapterConfig(f"config key {key!r} (remote code) is not allowed", field=key)
+    legacy = data.pop("invertible_adapter", None)
+    if legacy:
+        data.setdefault("inv_adapter", legacy.get("block_type"))
+        data.setdefault("inv_adapter_reduction_factor", legacy.get("reduction_factor"))
+    architecture = data.get("architecture")
+    if architecture not in _ARCHITECTURES:
+        raise InvalidAdapterConfig(
+            f"unsupported adapter architecture {architecture!r}; supported: bottleneck, lora, prefix_tuning, "
+            "prompt_tuning",
+            field="architecture",
+        )
+    cls = _ARCHITECTURES[architecture]
+    if cls is BnConfig:
+        data.pop("architecture", None)
+    return _construct(cls, data)
+
+
+def _construct(cls: type, data: dict):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise InvalidAdapterConfig(f"unknown option {key!r} for {cls.__name__}", field=key)
+    for name, spec in fields.items():
+        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        if required and name not in data:
+            raise InvalidAdapterConfig(f"missing option {name!r} for {cls.__name__}", field=name)
+    try:
+        return cls(**data)
+    except TypeError as exc:  # pragma: no cover - guarded by the checks above
+        raise InvalidAdapterConfig(str(exc), field="config") from exc
+
+
+def load_fusion_config(obj: Any = None, **overrides) -> AdapterFusionConfig:
+    """A fusion config from a config, a dict, ``"dynamic"``/``"static"`` (optionally with overrides)."""
+    if obj is None:
+        obj = DEFAULT_FUSION_CONFIG
+    if isinstance(obj, AdapterFusionConfig):
+        config = obj
+    elif isinstance(obj, Mapping):
+        data = dict(obj)
+        data.pop("architecture", None)
+        config = _construct(AdapterFusionConfig, data)
+    elif isinstance(obj, str):
+        config = _from_string(obj, FUSION_CONFIGS, _fusion_name)
+    else:
+        raise InvalidAdapterConfig(f"cannot read a fusion config from {type(obj).__name__}", field="config")
+    return config.replace(**overrides) if overrides else config
+
+
+def _fusion_name(name: str) -> str:
+    key = name.strip().lower()
+    if key not in FUSION_CONFIGS:
+        raise InvalidAdapterConfig(f"unknown fusion config {name!r}; known: dynamic, static", field="config")
+    return key
+
+
+def _from_string(text: str, table: Mapping, resolve: Callable[[str], str]):
+    if "|" in text:
+        raise InvalidAdapterConfig("combined configs ('a|b') are not supported", field="config")
+    match = _STRING_RE.match(text)
+    if not match:
+        raise InvalidAdapterConfig(f"invalid config string {text!r}; expected name or name[key=value,...]",
+                                   field="config")
+    config = table[resolve(match.group("name"))]()
+    kvs = match.group("kvs")
+    return config.replace(**parse_overrides(kvs)) if kvs else config
+
+
+def parse_overrides(text: str) -> dict:
+    """``"r=16,alpha=16"`` -> ``{"r": 16, "alpha": 16}``; values are Python/JSON literals or bare words."""
+    result: dict = {}
+    for part in _split_top_level(text):
+        if not part.strip():
+            continue
+        key, sep, raw = part.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key):
+            raise InvalidAdapterConfig(f"invalid override {part.strip()!r}; expected key=value", field="config")
+        if key in result:
+            raise InvalidAdapterConfig(f"option {key!r} given twice", field=key)
+        result[key] = _parse_value(key, raw.strip())
+    return result
+
+
+def _parse_value(key: str, raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        if _BARE_WORD_RE.match(raw):
+            return raw
+        raise InvalidAdapterConfig(f"cannot read value {raw!r} for option {key!r}", field=key) from None
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside brackets or quotes."""
+    parts, depth, quote, current = [], 0, None, []
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quote or depth:
+        raise InvalidAdapterConfig(f"unbalanced brackets or quotes in {text!r}", field="config")
+    parts.append("".join(current))
+    return parts
+
+
+def method_name(config: MethodConfig) -> str:
+    """The method's short name: seq_bn, double_seq_bn, par_bn, lora, ia3, prefix_tuning, prompt_tuning."""
+    if isinstance(config, BnConfig):
+        if config.is_parallel:
+            return "par_bn"
+        return "double_seq_bn" if config.mh_adapter and config.output_adapter else "seq_bn"
+    if isinstance(config, LoRAConfig):
+        return "ia3" if config.composition_mode == "scale" else "lora"
+    return config.family

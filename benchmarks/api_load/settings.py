@@ -1,0 +1,15 @@
+"""Settings for the API load benchmark: production engines (Postgres, Redis) without TLS redirects."""
+
+from hubsite.settings.base import *  # noqa: F401,F403
+from hubsite.settings.base import REST_FRAMEWORK
+from hubsite.settings.env import env_str
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+ROOT_URLCONF = "benchmarks.api_load.urls"
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/14")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CELERY_BROKER_URL = REDIS_URL
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+    "anon": "10000000/min", "user": "10000000/min", "upload": "10000000/min"}}
+LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

@@ -1,0 +1,106 @@
+"""The weights store: content-addressed objects in the storage aliased "weights".
+
+The backend (filesystem or S3) is chosen by settings.STORAGES["weights"], never in code.
+Every store failure surfaces as registry.errors.StorageUnavailable (503 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+
+from django.core.files import File
+from django.core.files.storage import storages
+
+from .errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _store_exceptions() -> tuple[type[BaseException], ...]:
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a hub dependency
+        return (OSError,)
+    return (BotoCoreError, ClientError, OSError)
+
+
+@contextlib.contextmanager
+def store_errors(action: str):
+    """Map the store's own exceptions to StorageUnavailable."""
+    try:
+        yield
+    except StorageUnavailable:
+        raise
+    except _store_exceptions() as exc:
+        log.warning("weights store failed to %s: %s", action, exc)
+        raise StorageUnavailable(f"the weights store is unavailable ({action}); try again later") from exc
+
+
+def weights_storage():
+    """The storage behind the "weights" alias."""
+    return storages["weights"]
+
+
+def key_for(sha256: str) -> str:
+    """``sha256/ab/cd/<hex>``: the key of an object is its content's sha256."""
+    sha256 = sha256.lower()
+    if not _SHA256.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def put_file(path: str, sha256: str) -> tuple[str, bool]:
+    """Store the file at ``path`` under its content key; returns (key, created). Idempotent."""
+    key = key_for(sha256)
+    storage = weights_storage()
+    with store_errors("store an object"):
+        if storage.exists(key):
+            return key, False
+        with open(path, "rb") as fh:
+            saved = storage.save(key, File(fh, name=key))
+        if saved != key:
+            # Another upload stored the same content first; the backend picked a new name.
+            storage.delete(saved)
+            return key, False
+    return key, True
+
+
+def delete_object(key: str) -> bool:
+    """Best-effort removal (used to undo a failed upload); False when it could not be removed."""
+    try:
+        with store_errors("delete an object"):
+            weights_storage().delete(key)
+        return True
+    except StorageUnavailable:
+        return False
+
+
+def object_exists(key: str) -> bool:
+    with store_errors("look up an object"):
+        return weights_storage().exists(key)
+
+
+def open_for_download(key: str):
+    """Open a stored object for reading (binary)."""
+    with store_errors("open an object"):
+        return weights_storage().open(key, "rb")
+
+
+def supports_presigned_urls(storage=None) -> bool:
+    storage = storage if storage is not None else weights_storage()
+    return bool(getattr(storage, "querystring_auth", False)) and hasattr(storage, "bucket_name")
+
+
+def download_url(key: str, filename: str, expires: int) -> str | None:
+    """A short-lived presigned URL when the store signs URLs (S3); None when the hub must stream."""
+    storage = weights_storage()
+    if not supports_presigned_urls(storage):
+        return None
+    safe_name = re.sub(r'[^A-Za-z0-9._-]', "_", filename)
+    params = {"ResponseContentDisposition": f'attachment; filename="{safe_name}"'}
+    with store_errors("sign a download URL"):
+        return storage.url(key, parameters=params, expire=expires)
