@@ -16,6 +16,9 @@ class AdaptersClientError(Exception):
         super().__init__(message)
         self.detail = message
         self.details = details
+        # Set when the error came from the hub over HTTP.
+        self.status = details.get("status")
+        self.hub_code = details.get("hub_code")
 
     def to_dict(self) -> dict:
         return {"code": self.code, "detail": self.detail, **self.details}
@@ -68,5 +71,3 @@ class HubError(AdaptersClientError, ConnectionError):
 
     def __init__(self, message: str = "", status: int | None = None, hub_code: str | None = None, **details):
         super().__init__(message, status=status, hub_code=hub_code, **details)
-        self.status = status
-        self.hub_code = hub_code

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import IncompatibleAdapter, InvalidAdapterConfig
 from .base import MethodConfig
 from .fusion import AdapterFusionConfig
-from .parsing import load_config, load_fusion_config
+from .parsing import FUSION_CONFIGS, load_config, load_fusion_config
 
 # "version" written into adapter_config.json: the adapters library's format we follow.
 FORMAT_VERSION = "adapters.1.3.0"
@@ -30,11 +30,17 @@ def canonical_json(config: Any) -> str:
     """Sorted-key JSON of the config with every field present (defaults filled in)."""
     if isinstance(config, AdapterFusionConfig):
         data = config.canonical_dict()
-    elif isinstance(config, Mapping) and "key" in config and "query" in config:
+    elif _is_fusion_spec(config):
         data = load_fusion_config(config).canonical_dict()
     else:
         data = load_config(config).canonical_dict()
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _is_fusion_spec(config: Any) -> bool:
+    if isinstance(config, Mapping):
+        return "key" in config and "query" in config
+    return isinstance(config, str) and config.split("[")[0].strip().lower() in FUSION_CONFIGS
 
 
 def config_hash(config: Any) -> str:

@@ -90,7 +90,7 @@ def check_no_remote_code(data, filename: str, prefix: str = "") -> None:
 
 
 def _method_config(data: dict, filename: str):
-    from adapters_client.configs import config_hash, load_config
+    from adapters_client.configs import config_hash, load_config, method_name
     from adapters_client.errors import InvalidAdapterConfig
 
     raw = data.get("config")
@@ -104,7 +104,7 @@ def _method_config(data: dict, filename: str):
         raise _invalid(filename, field, exc.detail or str(exc)) from None
     except (ValueError, TypeError, KeyError) as exc:
         raise _invalid(filename, "config", str(exc)) from None
-    method = getattr(config, "family", None) or getattr(config, "architecture", None)
+    method = method_name(config)
     if not method:
         raise _invalid(filename, "config", "the method of this configuration could not be determined")
     return config, str(method), digest

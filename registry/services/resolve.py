@@ -63,7 +63,17 @@ def config_filter(config: str) -> Q:
     if "[" in config:  # overrides: only the exact configuration will do
         return by_hash
     name = config.lower()
-    return by_hash | Q(method__in={name, METHOD_ALIASES.get(name, name)})
+    return by_hash | Q(method__in={name, _canonical_method(name)})
+
+
+def _canonical_method(name: str) -> str:
+    """``pfeiffer`` -> ``seq_bn`` (the client's alias table when importable, else ours)."""
+    try:
+        from adapters_client.configs import canonical_name
+
+        return canonical_name(name)
+    except Exception:  # noqa: BLE001 - ImportError or an unknown name
+        return METHOD_ALIASES.get(name, name)
 
 
 def _describe(adapter: Adapter) -> dict:

@@ -1,0 +1,136 @@
+"""Where each supported architecture keeps the modules the adapter methods attach to (a data table).
+
+Paths are dotted attribute paths; layer-relative paths start at one transformer layer. The weight names the
+``adapters`` library uses follow from where the ``adapters`` / ``loras`` dicts are attached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .errors import IncompatibleAdapter
+
+
+@dataclass(frozen=True)
+class ResidualSource:
+    """Where a sub-layer's residual input is read: an argument of ``module``'s call (captured by a pre-hook)."""
+
+    module: str  # layer-relative path; "" = the layer itself
+    index: int
+    kwargs: tuple = ()
+
+
+@dataclass(frozen=True)
+class BottleneckSite:
+    """One bottleneck adapter position in a layer (after attention or after the FFN)."""
+
+    location_key: str  # "mh_adapter" or "output_adapter"
+    attach: str  # module that carries the ``adapters`` dict (created when ``container`` is True)
+    container: bool
+    hidden: str  # module whose output (or output[0]) is the sub-layer output before residual + LN
+    residual: ResidualSource
+    layer_norm: Optional[str]  # post-LN models: LN applied to (hidden + residual); None: the host adds residual
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    model_type: str
+    base_prefix: str  # attribute of the base model in *AdapterModel classes ("bert", "transformer", ...)
+    layers: str  # path from the base model to the list of layers
+    sites: tuple
+    lora_attn: dict  # "q"/"k"/"v" -> layer-relative path of the Linear
+    lora_intermediate: str
+    lora_output: str
+    self_attention: str  # layer-relative path of the self-attention module (prefix tuning)
+    embeddings: str  # path from the base model to the word embeddings (prompt tuning)
+    hidden_size_attr: str = "hidden_size"
+    merged_qkv: Optional[str] = None  # fused q/k/v projection (GPT-2's c_attn)
+    extra: dict = field(default_factory=dict)
+
+
+def _bert_like(model_type: str, prefix: str) -> ArchSpec:
+    def site(key: str, host: str) -> BottleneckSite:
+        return BottleneckSite(
+            location_key=key,
+            attach=host,
+            container=False,
+            hidden=f"{host}.dropout",
+            residual=ResidualSource(host, 1, ("input_tensor",)),
+            layer_norm=f"{host}.LayerNorm",
+        )
+
+    return ArchSpec(
+        model_type=model_type,
+        base_prefix=prefix,
+        layers="encoder.layer",
+        sites=(site("mh_adapter", "attention.output"), site("output_adapter", "output")),
+        lora_attn={"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value"},
+        lora_intermediate="intermediate.dense",
+        lora_output="output.dense",
+        self_attention="attention.self",
+        embeddings="embeddings.word_embeddings",
+    )
+
+
+_DISTILBERT = ArchSpec(
+    model_type="distilbert",
+    base_prefix="distilbert",
+    layers="transformer.layer",
+    sites=(
+        BottleneckSite("mh_adapter", "attention_adapters", True, "attention",
+                       ResidualSource("attention", 0, ("query", "hidden_states")), "sa_layer_norm"),
+        BottleneckSite("output_adapter", "output_adapters", True, "ffn",
+                       ResidualSource("ffn", 0, ("input",)), "output_layer_norm"),
+    ),
+    lora_attn={"q": "attention.q_lin", "k": "attention.k_lin", "v": "attention.v_lin"},
+    lora_intermediate="ffn.lin1",
+    lora_output="ffn.lin2",
+    self_attention="attention",
+    embeddings="embeddings.word_embeddings",
+    hidden_size_attr="dim",
+)
+
+_GPT2 = ArchSpec(
+    model_type="gpt2",
+    base_prefix="transformer",
+    layers="h",
+    sites=(
+        BottleneckSite("mh_adapter", "attention_adapters", True, "attn",
+                       ResidualSource("", 0, ("hidden_states",)), None),
+        BottleneckSite("output_adapter", "output_adapters", True, "mlp",
+                       ResidualSource("ln_2", 0, ("input",)), None),
+    ),
+    lora_attn={},
+    lora_intermediate="mlp.c_fc",
+    lora_output="mlp.c_proj",
+    self_attention="attn",
+    embeddings="wte",
+    hidden_size_attr="n_embd",
+    merged_qkv="attn.c_attn",
+)
+
+ARCHITECTURES = {
+    "bert": _bert_like("bert", "bert"),
+    "roberta": _bert_like("roberta", "roberta"),
+    "xlm-roberta": _bert_like("xlm-roberta", "roberta"),
+    "distilbert": _DISTILBERT,
+    "gpt2": _GPT2,
+}
+
+
+def get_spec(model_type: str) -> ArchSpec:
+    """The table entry for ``model_type``; IncompatibleAdapter for an unsupported architecture."""
+    spec = ARCHITECTURES.get(model_type)
+    if spec is None:
+        supported = ", ".join(sorted(ARCHITECTURES))
+        raise IncompatibleAdapter(f"model type {model_type!r} is not supported; supported: {supported}",
+                                  field="model_type")
+    return spec
+
+
+def get_path(module, path: str):
+    """``get_path(layer, "attention.output")``; "" returns ``module``."""
+    for part in filter(None, path.split(".")):
+        module = getattr(module, part)
+    return module

@@ -1,0 +1,72 @@
+"""Running heads over a batch that a composition block replicated (Parallel) or split (BatchSplit)."""
+
+from __future__ import annotations
+
+import torch
+from transformers.utils import ModelOutput
+
+from .errors import InvalidHead
+from .outputs import MultiHeadOutput
+
+# Decoder-only model types whose sequence representation is the last non-padding token.
+LAST_TOKEN_MODEL_TYPES = frozenset({"gpt2", "gptj", "gpt_neo", "gpt_neox", "llama", "mistral"})
+
+
+def last_token_output(hidden: torch.Tensor, input_ids: torch.Tensor | None, pad_token_id: int | None):
+    """Hidden state of each row's last non-pad token (the last position when padding is unknown)."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if input_ids is None or pad_token_id is None:
+        return hidden[rows, -1]
+    lengths = torch.ne(input_ids, pad_token_id).sum(-1) - 1
+    if lengths.shape[0] != hidden.shape[0]:
+        lengths = lengths.repeat(hidden.shape[0] // lengths.shape[0])
+    return hidden[rows, lengths.to(hidden.device)]
+
+
+def _slice(value, start: int, end: int):
+    if torch.is_tensor(value):
+        return value[start:end]
+    if isinstance(value, tuple) and value and all(torch.is_tensor(v) for v in value):
+        return tuple(v[start:end] for v in value)
+    return None
+
+
+def slice_outputs(outputs, start: int, end: int):
+    """The base outputs restricted to rows ``start:end`` (non-batch values are dropped)."""
+    if isinstance(outputs, ModelOutput):
+        kept = {key: _slice(value, start, end) for key, value in outputs.items()}
+        return outputs.__class__(**{k: v for k, v in kept.items() if v is not None})
+    return tuple(_slice(value, start, end) for value in outputs)
+
+
+def slice_argument(value, start: int, end: int, total: int, names: list[str], key: str):
+    """A batch argument for one chunk: split if it spans the whole batch, kept if it is one chunk."""
+    if not torch.is_tensor(value) or value.dim() == 0:
+        return value
+    if value.shape[0] == total:
+        return value[start:end]
+    if value.shape[0] == end - start:
+        return value
+    raise InvalidHead(
+        f"Argument '{key}' has batch size {value.shape[0]}; expected {total} (whole batch) or {end - start} "
+        f"(one branch) for heads {names}.",
+    )
+
+
+def run_split(model, outputs, names, sizes, cls_output, attention_mask, labels, kwargs) -> MultiHeadOutput:
+    """Run head ``names[i]`` on the i-th chunk (``sizes[i]`` rows) of the batch."""
+    total = outputs[0].shape[0]
+    if sum(sizes) != total:
+        raise InvalidHead(f"Batch of {total} rows cannot be split into {list(sizes)} for heads {list(names)}.")
+    results, start = [], 0
+    for name, size in zip(names, sizes):
+        end = start + size
+        args = {
+            key: slice_argument(value, start, end, total, list(names), key)
+            for key, value in dict(kwargs, cls_output=cls_output, attention_mask=attention_mask, labels=labels).items()
+        }
+        results.append(model._run_head(name, slice_outputs(outputs, start, end), **args))
+        start = end
+    losses = [out.get("loss") if isinstance(out, ModelOutput) else None for out in results]
+    loss = torch.stack(losses).sum() if losses and all(x is not None for x in losses) else None
+    return MultiHeadOutput(head_outputs=results, loss=loss)

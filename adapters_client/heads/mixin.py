@@ -1,0 +1,286 @@
+"""``HeadsMixin``: named prediction heads on an adapter model (API of the ``adapters`` library 1.x).
+
+The host is an ``nn.Module`` that sets ``self.heads = nn.ModuleDict()``, ``self.config`` (the HF
+config) and ``self.base_model`` (the HF base model) in its ``__init__``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from transformers.utils import ModelOutput
+
+from . import io
+from .base import PredictionHead
+from .dispatch import LAST_TOKEN_MODEL_TYPES, last_token_output, run_split
+from .errors import InvalidHead
+from .lm import CausalLMHead, MaskedLMHead
+from .outputs import MultiHeadOutput
+from .types import (
+    ClassificationHead,
+    MultiLabelClassificationHead,
+    MultipleChoiceHead,
+    QuestionAnsweringHead,
+    TaggingHead,
+)
+
+logger = logging.getLogger(__name__)
+
+HEAD_CLASSES = {
+    cls.head_type: cls
+    for cls in (ClassificationHead, MultiLabelClassificationHead, MultipleChoiceHead, TaggingHead,
+                QuestionAnsweringHead, CausalLMHead, MaskedLMHead)
+}
+# Head types a decoder-only backbone cannot serve (as in the library's per-model head lists).
+_ENCODER_ONLY_TYPES = frozenset({"multiple_choice", "masked_lm"})
+
+
+def head_names_of(setup) -> list[str]:
+    """Head names for an active-head setting: a name, a list of names, or a block's branches."""
+    if setup is None or setup == "":
+        return []
+    if isinstance(setup, str):
+        return [setup]
+    names = []
+    for child in getattr(setup, "children", setup):
+        names.append(child if isinstance(child, str) else head_names_of(child)[-1])
+    return names
+
+
+class HeadsMixin:
+    """Adds, runs, saves and loads prediction heads."""
+
+    # ---- registry -------------------------------------------------------------------------
+    def supports_head_type(self, head_type: str) -> bool:
+        if head_type not in HEAD_CLASSES:
+            return False
+        model_type = getattr(self.config, "model_type", "")
+        return not (model_type in LAST_TOKEN_MODEL_TYPES and head_type in _ENCODER_ONLY_TYPES)
+
+    def build_head(self, head_type: str, name: str, **config) -> PredictionHead:
+        """A new head of ``head_type`` (not yet added); ``config`` are the head class's arguments."""
+        if not self.supports_head_type(head_type):
+            raise InvalidHead(
+                f"Head type '{head_type}' is not supported by model type '{self.config.model_type}'.",
+                head_type=head_type,
+            )
+        head = HEAD_CLASSES[head_type](self.config, name, training=self.training, **config)
+        reference = next(self.base_model.parameters(), None)
+        if reference is not None:
+            head.to(device=reference.device, dtype=reference.dtype)
+        return head
+
+    def add_prediction_head(self, head: PredictionHead, overwrite_ok: bool = False, set_active: bool = True):
+        """Register ``head`` under ``head.name`` (tying LM output weights) and optionally activate it."""
+        if head.name in self.heads and not overwrite_ok:
+            raise InvalidHead(
+                f"Model already contains a head with name '{head.name}'. Use overwrite_ok=True to force overwrite.",
+                head=head.name,
+            )
+        if head.config.get("label2id", "absent") is None:
+            count = head.config.get("num_labels", head.config.get("num_choices"))
+            if count is not None:
+                head.config["label2id"] = {f"LABEL_{i}": i for i in range(count)}
+        self.heads[head.name] = head
+        if not hasattr(self.config, "prediction_heads") or self.config.prediction_heads is None:
+            self.config.prediction_heads = {}
+        self.config.prediction_heads[head.name] = head.config
+        self.tie_head_weights(head)
+        if set_active:
+            self.active_head = head.name
+
+    def add_prediction_head_from_config(self, head_name: str, config: dict, overwrite_ok: bool = False,
+                                        set_active: bool = True):
+        """Add a head from its saved config dict (``head_type`` plus the head's arguments)."""
+        head = self.build_head_from_config(head_name, config)
+        self.add_prediction_head(head, overwrite_ok=overwrite_ok, set_active=set_active)
+
+    def build_head_from_config(self, head_name: str, config: dict) -> PredictionHead:
+        config = dict(config)
+        head_type = config.pop("head_type", None)
+        id2label = config.pop("id2label", None)
+        label2id = config.pop("label2id", None)
+        if id2label is None and label2id is not None:
+            id2label = {int(index): label for label, index in label2id.items()}
+        if id2label is not None:
+            config["id2label"] = {int(index): label for index, label in id2label.items()}
+        if head_type not in HEAD_CLASSES:
+            raise InvalidHead(f"Unknown head type '{head_type}'; known: {sorted(HEAD_CLASSES)}.", head_type=head_type)
+        return self.build_head(head_type, head_name, **config)
+
+    def tie_head_weights(self, head: PredictionHead | None = None) -> None:
+        """Share LM heads' output projection with the input embeddings (when the config ties them)."""
+        for item in [head] if head is not None else list(self.heads.values()):
+            if self.head_will_tie(item):
+                item.get_output_embeddings().weight = self.base_model.get_input_embeddings().weight
+
+    def head_will_tie(self, head: PredictionHead) -> bool:
+        output = head.get_output_embeddings()
+        if output is None or not getattr(self.config, "tie_word_embeddings", True):
+            return False
+        embeddings = self.base_model.get_input_embeddings()
+        return embeddings is not None and embeddings.weight.shape == output.weight.shape
+
+    def delete_head(self, head_name: str) -> None:
+        """Remove a head (no-op with a log line when it does not exist)."""
+        if head_name not in self.heads:
+            logger.info("No prediction head '%s' found for deletion. Skipping.", head_name)
+            return
+        del self.heads[head_name]
+        getattr(self.config, "prediction_heads", {}).pop(head_name, None)
+        remaining = [name for name in self._head_setup_names() if name != head_name]
+        self._active_heads = remaining or None
+        if len(remaining) != len(self._head_setup_names()):
+            self._head_batch_sizes = None
+
+    def get_head_config(self, head_name: str) -> dict:
+        return copy.deepcopy(self._get_head(head_name).config)
+
+    def get_prediction_heads_config(self) -> dict:
+        return {name: copy.deepcopy(head.config) for name, head in self.heads.items()}
+
+    def get_labels_dict(self, head_name: str | None = None) -> dict | None:
+        """``id2label`` of the head (default: the active one)."""
+        head_name = head_name or self.active_head
+        if not isinstance(head_name, str):
+            raise InvalidHead("No head name given and no single active head in the model.")
+        label2id = self._get_head(head_name).config.get("label2id")
+        return {index: label for label, index in label2id.items()} if label2id else None
+
+    def get_labels(self, head_name: str | None = None) -> list | None:
+        labels = self.get_labels_dict(head_name)
+        return None if labels is None else list(labels.values())
+
+    def _get_head(self, name: str) -> PredictionHead:
+        if name not in self.heads:
+            raise InvalidHead(f"Unknown head_name '{name}'; available: {sorted(self.heads)}.", head=name)
+        return self.heads[name]
+
+    # ---- the active head ------------------------------------------------------------------
+    def _head_setup_names(self) -> list[str]:
+        return list(getattr(self, "_active_heads", None) or [])
+
+    @property
+    def active_head(self):
+        """The active head: None, a name, or a list of names (a BatchSplit setting keeps its sizes)."""
+        names = self._head_setup_names()
+        if not names:
+            return None
+        return names[0] if len(names) == 1 and not getattr(self, "_head_batch_sizes", None) else names
+
+    @active_head.setter
+    def active_head(self, setup) -> None:
+        names = head_names_of(setup)
+        for name in names:
+            self._get_head(name)
+        self._active_heads = names or None
+        sizes = getattr(setup, "batch_sizes", None)
+        self._head_batch_sizes = list(sizes) if sizes is not None else None
+        if len(names) == 1:
+            label2id = self.heads[names[0]].config.get("label2id")
+            if label2id:
+                self.config.label2id = dict(label2id)
+                self.config.id2label = {index: label for label, index in label2id.items()}
+
+    # ---- adding heads (library signatures) --------------------------------------------------
+    def add_classification_head(self, head_name, num_labels=2, layers=2, activation_function="tanh",
+                                overwrite_ok=False, multilabel=False, id2label=None, use_pooler=False,
+                                set_active=True):
+        """Sequence classification (``num_labels=1``: regression; ``multilabel=True``: BCE loss)."""
+        head_type = "multilabel_classification" if multilabel else "classification"
+        head = self.build_head(head_type, head_name, num_labels=num_labels, layers=layers,
+                               activation_function=activation_function, id2label=id2label, use_pooler=use_pooler)
+        self.add_prediction_head(head, overwrite_ok, set_active)
+
+    def add_multilabel_classification_head(self, head_name, num_labels=2, layers=2, activation_function="tanh",
+                                           overwrite_ok=False, id2label=None, use_pooler=False, set_active=True):
+        self.add_classification_head(head_name, num_labels, layers, activation_function, overwrite_ok,
+                                     multilabel=True, id2label=id2label, use_pooler=use_pooler,
+                                     set_active=set_active)
+
+    def add_multiple_choice_head(self, head_name, num_choices=2, layers=2, activation_function="tanh",
+                                 overwrite_ok=False, id2label=None, use_pooler=False, set_active=True):
+        head = self.build_head("multiple_choice", head_name, num_choices=num_choices, layers=layers,
+                               activation_function=activation_function, id2label=id2label, use_pooler=use_pooler)
+        self.add_prediction_head(head, overwrite_ok, set_active)
+
+    def add_tagging_head(self, head_name, num_labels=2, layers=1, activation_function="tanh", overwrite_ok=False,
+                         id2label=None, set_active=True):
+        head = self.build_head("tagging", head_name, num_labels=num_labels, layers=layers,
+                               activation_function=activation_function, id2label=id2label)
+        self.add_prediction_head(head, overwrite_ok, set_active)
+
+    def add_qa_head(self, head_name, num_labels=2, layers=1, activation_function="tanh", overwrite_ok=False,
+                    id2label=None, set_active=True):
+        head = self.build_head("question_answering", head_name, num_labels=num_labels, layers=layers,
+                               activation_function=activation_function, id2label=id2label)
+        self.add_prediction_head(head, overwrite_ok, set_active)
+
+    def add_causal_lm_head(self, head_name, activation_function="gelu", layers=2, overwrite_ok=False,
+                           set_active=True):
+        """Causal LM head; the library's defaults (2 layers, gelu, layer norm, bias); output tied."""
+        head = self.build_head("causal_lm", head_name, layers=layers, activation_function=activation_function,
+                               layer_norm=True, bias=True)
+        self.add_prediction_head(head, overwrite_ok, set_active)
+
+    def add_masked_lm_head(self, head_name, activation_function="gelu", layers=2, overwrite_ok=False,
+                           set_active=True):
+        head = self.build_head("masked_lm", head_name, layers=layers, activation_function=activation_function)
+        self.add_prediction_head(head, overwrite_ok, set_active)
+
+    # ---- forward --------------------------------------------------------------------------
+    def forward_head(self, outputs, head_name=None, cls_output=None, attention_mask=None, labels=None,
+                     return_dict=True, parallel_names=None, **kwargs):
+        """Run the head(s) on the base model's ``outputs``; without any head, return them unchanged.
+
+        ``parallel_names``: the batch holds one equal chunk per Parallel branch; head ``names[i]``
+        runs on chunk ``i`` and a :class:`MultiHeadOutput` (``loss`` = sum) comes back.
+        """
+        common = dict(cls_output=cls_output, attention_mask=attention_mask, labels=labels)
+        if parallel_names:
+            names = list(parallel_names)
+            total = outputs[0].shape[0]
+            if total % len(names):
+                raise InvalidHead(f"Batch of {total} rows is not {len(names)} equal Parallel chunks.")
+            result = run_split(self, outputs, names, [total // len(names)] * len(names), **common, kwargs=kwargs)
+        elif head_name:
+            result = self._run_head(head_name, outputs, **common, **kwargs)
+        elif getattr(self, "_head_batch_sizes", None):
+            result = run_split(self, outputs, self._head_setup_names(), self._head_batch_sizes, **common,
+                               kwargs=kwargs)
+        elif len(self._head_setup_names()) > 1:
+            results = [self._run_head(name, outputs, **common, **kwargs) for name in self._head_setup_names()]
+            result = MultiHeadOutput(head_outputs=results)
+        elif self._head_setup_names():
+            result = self._run_head(self._head_setup_names()[0], outputs, **common, **kwargs)
+        else:
+            return outputs
+        if not return_dict and isinstance(result, ModelOutput) and not isinstance(result, MultiHeadOutput):
+            return result.to_tuple()
+        return result
+
+    def _run_head(self, name, outputs, cls_output=None, attention_mask=None, labels=None, input_ids=None,
+                  **kwargs):
+        head = self._get_head(name)
+        uses_cls = "use_pooler" in head.config and not head.config["use_pooler"]
+        if cls_output is None and uses_cls and self.config.model_type in LAST_TOKEN_MODEL_TYPES:
+            cls_output = last_token_output(outputs[0], input_ids, getattr(self.config, "pad_token_id", None))
+        return head(outputs, cls_output=cls_output, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    # ---- saving and loading ---------------------------------------------------------------
+    def save_head(self, save_directory: str, head_name: str | None = None, **_compat) -> None:
+        """Write head_config.json + model_head.safetensors (the library's format and keys)."""
+        io.save_head(self, save_directory, head_name or self._single_head_name())
+        return None
+
+    def load_head(self, save_directory: str, load_as: str | None = None, id2label: dict | None = None,
+                  set_active: bool = True, allow_pickle: bool = False, **_compat) -> str | None:
+        """Load a saved head (strict); returns its name, or None when the folder holds no head."""
+        return io.load_head(self, save_directory, load_as=load_as, id2label=id2label, set_active=set_active,
+                            allow_pickle=allow_pickle)
+
+    def _single_head_name(self) -> str:
+        if len(self.heads) != 1:
+            raise InvalidHead(f"Name the head to save; the model has {len(self.heads)} heads.")
+        return next(iter(self.heads))
