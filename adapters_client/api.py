@@ -8,7 +8,7 @@ import os
 import warnings
 from pathlib import Path
 
-from . import download as cache
+from . import cache
 from .errors import IncompatibleAdapter
 from .hub_api import HubClient, is_offline
 from .identifiers import AdapterId

@@ -23,6 +23,8 @@ USER_AGENT = "adapters_client/0.1"
 # Hub error codes that map to a specific client error class.
 _ERRORS_BY_CODE = {
     "adapter_not_found": AdapterNotFound,
+    "no_valid_version": AdapterNotFound,
+    "version_not_found": AdapterNotFound,
     "ambiguous_identifier": AmbiguousIdentifier,
     "invalid_identifier": InvalidIdentifier,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
 from rest_framework import exceptions, serializers
 
 from ..models import Adapter
@@ -10,6 +10,7 @@ from ..permissions import ensure_can_write
 from ..querysets import visible_adapters
 
 
+@extend_schema_serializer(component_name="ApiError")
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="stable machine-readable error code")
     detail = serializers.CharField(help_text="human-readable explanation")

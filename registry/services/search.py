@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 
-from ..models import Organisation, Subtask
+from ..models import Adapter, Organisation, Subtask
 from ..querysets import with_current_version
 
 SORTS = ("relevance", "downloads", "newest", "score", "name")
@@ -49,9 +49,13 @@ def _fulltext(qs: QuerySet, text: str) -> QuerySet:
     )
     subtasks = Subtask.objects.annotate(doc=subtask_doc).filter(doc=query).values("pk")
     orgs = Organisation.objects.annotate(doc=SearchVector("slug", "name", config=SEARCH_CONFIG)).filter(doc=query)
-    qs = qs.annotate(doc=SearchVector(*ADAPTER_DOC_FIELDS, config=SEARCH_CONFIG)).filter(
-        Q(doc=query) | Q(subtask__in=subtasks) | Q(organisation__in=orgs.values("pk"))
+    # A union of primary keys, so that the first branch can use the GIN index of migration 0002.
+    own = Adapter.objects.annotate(doc=SearchVector(*ADAPTER_DOC_FIELDS, config=SEARCH_CONFIG)).filter(doc=query)
+    matches = own.values("pk").union(
+        Adapter.objects.filter(subtask__in=subtasks).values("pk"),
+        Adapter.objects.filter(organisation__in=orgs.values("pk")).values("pk"),
     )
+    qs = qs.filter(pk__in=matches)
     weighted = (
         SearchVector("task__slug", "task__name", "subtask__slug", "subtask__name", weight="A", config=SEARCH_CONFIG)
         + SearchVector("organisation__slug", "model_name", "method", weight="B", config=SEARCH_CONFIG)

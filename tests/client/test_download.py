@@ -151,3 +151,11 @@ def test_unreachable_hub_and_bad_identifier(cache):
     assert "cannot reach the hub" in str(info.value)
     with pytest.raises(InvalidIdentifier):
         adapters_client.download("not an identifier")
+
+
+def test_entry_points_are_functions_even_after_submodules_are_imported():
+    import adapters_client.cache  # noqa: F401
+    import adapters_client.hub_api  # noqa: F401
+
+    for name in ("resolve", "download", "load", "push"):
+        assert getattr(adapters_client, name).__module__ == "adapters_client.api"

@@ -119,3 +119,16 @@ def test_results_are_cached_and_invalidated_by_writes(client, catalogue):
     assert len(ids(client.get(URL))) == 3
     extra = make_adapter(make_org(), make_task_subtask("qa", "squad"))
     assert extra.pk in ids(client.get(URL))
+
+
+def test_full_text_search_can_use_the_gin_index(catalogue):
+    from django.contrib.auth.models import AnonymousUser
+
+    from registry.querysets import visible_adapters
+    from registry.services.search import SearchParams, search_adapters
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would otherwise be scanned
+    ordered, _ = search_adapters(visible_adapters(AnonymousUser()), SearchParams(q="reviews"))
+    assert "adapter_search_doc" in ordered.explain()
+    assert [a.pk for a in ordered] == [catalogue["b"].pk]

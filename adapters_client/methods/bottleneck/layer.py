@@ -1,0 +1,234 @@
+"""One bottleneck position in one layer: hooks around the host modules and composition dispatch."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...architectures import BottleneckSite, get_path
+from ...composition import AdapterCompositionBlock, Average, BatchSplit, Fuse, Parallel, Split, Stack
+from ...context import ForwardContext
+from ...errors import InvalidComposition
+
+
+class BnState(NamedTuple):
+    hidden: torch.Tensor
+    input_tensor: Optional[torch.Tensor]
+    residual: Optional[torch.Tensor]
+    layer_norm: Optional[object]
+    up: Optional[torch.Tensor] = None
+    last: Optional[str] = None
+
+
+def _first_tensor(output):
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _hook_free_layer_norm(ln: nn.LayerNorm):
+    return lambda x: F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+
+
+class BottleneckLayer:
+    """Holds the ``adapters`` / ``adapter_fusion_layer`` dicts of one site and applies them via hooks."""
+
+    def __init__(self, engine, layer: nn.Module, layer_idx: int, site: BottleneckSite):
+        self.engine = engine
+        self.layer_idx = layer_idx
+        self.site = site
+        self.location_key = site.location_key
+        if site.container:
+            host = nn.Module()
+            layer.add_module(site.attach, host)
+        else:
+            host = get_path(layer, site.attach)
+        host.add_module("adapters", nn.ModuleDict())
+        host.add_module("adapter_fusion_layer", nn.ModuleDict())
+        self.adapters: nn.ModuleDict = host.adapters
+        self.fusion_layers: nn.ModuleDict = host.adapter_fusion_layer
+        self._ln = get_path(layer, site.layer_norm) if site.layer_norm else None
+        self._residual = None
+        self._hidden = None
+        self._register_hooks(layer)
+
+    def _register_hooks(self, layer: nn.Module) -> None:
+        source = self.site.residual
+        get_path(layer, source.module).register_forward_pre_hook(self._capture_residual, with_kwargs=True)
+        get_path(layer, self.site.hidden).register_forward_hook(self._on_hidden)
+        if self._ln is not None:
+            self._ln.register_forward_hook(self._on_layer_norm)
+
+    # --- hooks ---
+    def _capture_residual(self, module, args, kwargs):
+        source = self.site.residual
+        value = args[source.index] if len(args) > source.index else None
+        for name in source.kwargs:
+            if value is None:
+                value = kwargs.get(name)
+        self._residual = value
+
+    def _on_hidden(self, module, args, output):
+        if self._ln is not None:  # post-LN host: the LN hook does the work
+            self._hidden = _first_tensor(output)
+            return None
+        setup = self.engine.setup_for(self)
+        if setup is None:
+            return None
+        hidden = _first_tensor(output)
+        result = self._forward(setup, hidden, self._residual, None, host_adds_residual=True)
+        self._residual = None
+        if isinstance(output, tuple):
+            return (result,) + tuple(output[1:])
+        return result
+
+    def _on_layer_norm(self, module, args, output):
+        hidden, residual = self._hidden, self._residual
+        self._hidden = self._residual = None
+        if hidden is None:
+            return None
+        setup = self.engine.setup_for(self)
+        if setup is None:
+            return None
+        return self._forward(setup, hidden, residual, _hook_free_layer_norm(self._ln), host_adds_residual=False)
+
+    # --- forward ---
+    def _forward(self, setup, hidden, residual_input, layer_norm, host_adds_residual: bool):
+        if residual_input is not None and residual_input.shape[0] != hidden.shape[0]:
+            factor = hidden.shape[0] // residual_input.shape[0]
+            residual_input = residual_input.repeat(factor, *([1] * (residual_input.dim() - 1)))
+        state = BnState(hidden, residual_input, residual_input, layer_norm)
+        state = self.compose(setup, state, 0)
+        if state.last is None:
+            return None
+        last = self.adapters[state.last]
+        if host_adds_residual:
+            out = last.post_forward(state.hidden, hidden, None, None)
+            if not last.config.original_ln_after and residual_input is not None:
+                out = out - residual_input
+            return out
+        return last.post_forward(state.hidden, hidden, state.input_tensor, layer_norm)
+
+    def compose(self, setup, state: BnState, lvl: int) -> BnState:
+        handler = {
+            Stack: self._stack, Fuse: self._fuse, Parallel: self._parallel, Average: self._average,
+            BatchSplit: self._batch_split, Split: self._split,
+        }.get(type(setup))
+        if handler is not None:
+            return handler(setup, state, lvl)
+        if setup in self.adapters:
+            return self._single(setup, state)
+        raise InvalidComposition(f"invalid adapter setup {setup!r}")
+
+    def _pre_block(self, setup, state: BnState) -> BnState:
+        name = setup.first() if isinstance(setup, AdapterCompositionBlock) else setup
+        hidden, _, residual = self.adapters[name].pre_forward(state.hidden, state.input_tensor, state.layer_norm)
+        return state._replace(hidden=hidden, residual=residual)
+
+    def _single(self, name: str, state: BnState) -> BnState:
+        output, _, up, gate = self.adapters[name](state.hidden, state.residual)
+        if gate is not None:
+            self.engine.record_gate(name, self.layer_idx, self.location_key, gate)
+        return state._replace(hidden=output, up=up, last=name)
+
+    def _child(self, child, state: BnState, lvl: int, pre: bool = False) -> Optional[BnState]:
+        if isinstance(child, AdapterCompositionBlock):
+            return self.compose(child, state, lvl + 1)
+        if child in self.adapters:
+            return self._single(child, self._pre_block(child, state) if pre else state)
+        return None
+
+    def _stack(self, block: Stack, state: BnState, lvl: int) -> BnState:
+        for child in block:
+            result = self._child(child, state, lvl, pre=True)
+            state = result if result is not None else state
+        return state
+
+    def _fuse(self, block: Fuse, state: BnState, lvl: int) -> BnState:
+        if block.name not in self.fusion_layers:
+            raise InvalidComposition(f"no fusion layer {block.name!r}; call add_adapter_fusion first")
+        config = self.engine.fusion_config(block.name)
+        last = block.last()
+        hidden, query, residual = self.adapters[last].pre_forward(
+            state.hidden, state.input_tensor, state.layer_norm, query_before_ln=config.query_before_ln
+        )
+        state = state._replace(hidden=hidden, residual=residual)
+        children = [s for s in (self._child(c, state, lvl) for c in block) if s is not None]
+        if not children:
+            return state
+        ups = torch.stack([c.up for c in children]).permute(1, 2, 0, 3)
+        output, probs = self.fusion_layers[block.name](query, ups, ups, state.residual)
+        self.engine.record_fusion_attention(block.name, self.layer_idx, self.location_key, probs)
+        return state._replace(hidden=output, last=last)
+
+    def _parallel(self, block: Parallel, state: BnState, lvl: int) -> BnState:
+        channels = len(block)
+        forward = ForwardContext.current()
+        batch = state.hidden.shape[0]
+        original = forward.original_batch_size if forward is not None else None
+        if original is None or batch == original:  # the model did not replicate the batch: do it here
+            state = _map_state(state, lambda t: t.repeat(channels, *([1] * (t.dim() - 1))))
+            original = batch
+        if state.hidden.shape[0] != original * channels:
+            raise InvalidComposition("the batch size must be divisible by the number of Parallel branches")
+        state = self._pre_block(block, state)
+        outputs = []
+        for i, child in enumerate(block):
+            part = _map_state(state, lambda t: t[i * original:(i + 1) * original])
+            outputs.append(self._child(child, part, lvl) or part)
+        return _concat(outputs, dim=0)
+
+    def _average(self, block: Average, state: BnState, lvl: int) -> BnState:
+        state = self._pre_block(block, state)
+        children = [s for s in (self._child(c, state, lvl) for c in block) if s is not None]
+        weights = torch.tensor(block.weights[: len(children)], dtype=state.hidden.dtype, device=state.hidden.device)
+        stacked = torch.stack([c.hidden for c in children]) * weights[:, None, None, None]
+        return state._replace(hidden=stacked.mean(dim=0), up=children[0].up, last=children[-1].last)
+
+    def _batch_split(self, block: BatchSplit, state: BnState, lvl: int) -> BnState:
+        if sum(block.batch_sizes) != state.hidden.shape[0]:
+            raise InvalidComposition(
+                f"batch size {state.hidden.shape[0]} does not match BatchSplit sizes {block.batch_sizes}")
+        state = self._pre_block(block, state)
+        outputs, start = [], 0
+        for size, child in zip(block.batch_sizes, block):
+            part = _map_state(state, lambda t: t[start:start + size])
+            outputs.append(self._child(child, part, lvl) or part)
+            start += size
+        return _concat(outputs, dim=0)
+
+    def _split(self, block: Split, state: BnState, lvl: int) -> BnState:
+        if sum(block.splits) != state.hidden.shape[1]:
+            raise InvalidComposition(f"sequence length {state.hidden.shape[1]} does not match splits {block.splits}")
+        state = self._pre_block(block, state)
+        outputs, start = [], 0
+        for size, child in zip(block.splits, block):
+            part = _map_state(state, lambda t: t[:, start:start + size])
+            result = self._child(child, part, lvl)
+            if result is not None:
+                outputs.append(result)
+            start += size
+        hidden = torch.cat([o.hidden for o in outputs], dim=1)
+        return state._replace(hidden=hidden, last=outputs[-1].last)
+
+
+def _map_state(state: BnState, fn) -> BnState:
+    return BnState(
+        fn(state.hidden),
+        fn(state.input_tensor) if state.input_tensor is not None else None,
+        fn(state.residual) if state.residual is not None else None,
+        state.layer_norm,
+        fn(state.up) if state.up is not None else None,
+        state.last,
+    )
+
+
+def _concat(states: list, dim: int) -> BnState:
+    def cat(values):
+        return None if values[0] is None else torch.cat(values, dim=dim)
+
+    return BnState(
+        cat([s.hidden for s in states]), cat([s.input_tensor for s in states]), cat([s.residual for s in states]),
+        states[0].layer_norm, cat([s.up for s in states]), next((s.last for s in reversed(states) if s.last), None),
+    )

@@ -1,0 +1,186 @@
+"""Bottleneck adapter modules; parameter names follow the adapters library so checkpoints interchange."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ...configs import BnConfig
+from ...errors import InvalidAdapterConfig
+
+
+class Activation(nn.Module):
+    """A parameter-free activation chosen by name (transformers' names, plus "leakyrelu")."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        from transformers.activations import get_activation
+
+        name = name.lower()
+        self.name = name
+        self.f = nn.functional.leaky_relu if name in ("leakyrelu", "leaky_relu") else get_activation(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f(x)
+
+
+def bert_init(module: nn.Module) -> None:
+    """Normal(0, 0.02) weights and zero biases for linear layers; identity for layer norms."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class BottleneckAdapter(nn.Module):
+    """Down-projection, activation, up-projection, scaling; sequential or parallel placement."""
+
+    def __init__(self, name: str, input_size: int, down_size: int, config: BnConfig):
+        super().__init__()
+        if config.phm_layer or config.inv_adapter or (config.stochastic_depth or 0) > 0:
+            raise InvalidAdapterConfig("phm_layer, inv_adapter and stochastic_depth are not supported by the engine",
+                                       field="phm_layer" if config.phm_layer else "inv_adapter")
+        self.name = name
+        self.config = config
+        self.is_parallel = config.is_parallel
+        down_size = max(1, down_size)
+        layers: list[nn.Module] = []
+        if config.ln_before:
+            self.adapter_norm_before = nn.LayerNorm(input_size)
+            layers.append(self.adapter_norm_before)
+        layers += [nn.Linear(input_size, down_size), Activation(config.non_linearity)]
+        self.adapter_down = nn.Sequential(*layers)
+        self.adapter_up = nn.Linear(down_size, input_size)
+        if config.scaling == "learned":
+            self.scaling = nn.Parameter(torch.ones(1))
+        elif config.scaling == "channel":
+            self.scaling = nn.Parameter(torch.ones(input_size))
+        else:
+            self.scaling = float(config.scaling)
+        if config.ln_after:
+            self.adapter_norm_after = nn.LayerNorm(input_size)
+        if config.use_gating:
+            self.gate = nn.Linear(input_size, 1)
+        self.dropout = nn.Dropout(p=config.dropout)
+        self._init_weights(config)
+
+    def _init_weights(self, config: BnConfig) -> None:
+        if config.init_weights_seed is not None:
+            torch.manual_seed(config.init_weights_seed)
+        linears = [m for m in self.adapter_down if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            if config.init_weights == "bert":
+                self.adapter_down.apply(bert_init)
+                self.adapter_up.apply(bert_init)
+                if config.use_gating:
+                    self.gate.apply(bert_init)
+            elif config.init_weights == "mam_adapter":
+                for layer in linears:
+                    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+                    nn.init.zeros_(layer.bias)
+                nn.init.zeros_(self.adapter_up.weight)
+                nn.init.zeros_(self.adapter_up.bias)
+                if config.use_gating:
+                    self.gate.apply(bert_init)
+            else:  # houlsby
+                for layer in linears + [self.adapter_up]:
+                    nn.init.trunc_normal_(layer.weight, mean=0, std=1e-2, a=-2e-2, b=2e-2)
+                    nn.init.zeros_(layer.bias)
+
+    def pre_forward(self, hidden, input_tensor, layer_norm, query_before_ln: bool | None = None):
+        """(adapter input, fusion query, adapter residual) from the sub-layer output and its residual input."""
+        if self.is_parallel:
+            return input_tensor, input_tensor, input_tensor
+        config = self.config
+        query = hidden if query_before_ln else None
+        residual = hidden if config.residual_before_ln is True else None
+        if config.original_ln_before and input_tensor is not None:
+            hidden = hidden + input_tensor
+            if config.residual_before_ln == "post_add":
+                residual = hidden
+            if layer_norm is not None:
+                hidden = layer_norm(hidden)
+        if not config.residual_before_ln:
+            residual = hidden
+        if query_before_ln is False:
+            query = hidden
+        return hidden, query, residual
+
+    def forward(self, x, residual):
+        """Returns (output, down, up, gate)."""
+        down = self.adapter_down(x)
+        up = self.adapter_up(down) * self.scaling
+        output = self.dropout(up)
+        gate = None
+        if self.config.use_gating:
+            gate = torch.sigmoid(self.gate(x)).mean(dim=1).unsqueeze(-1)
+            output = output * gate
+        if self.is_parallel:
+            if self.config.ln_after:
+                output = self.adapter_norm_after(output)
+            return output, down, up, gate
+        if self.config.adapter_residual_before_ln:
+            output = output + residual
+        if self.config.ln_after:
+            output = self.adapter_norm_after(output)
+        if not self.config.adapter_residual_before_ln:
+            output = output + residual
+        return output, down, up, gate
+
+    def post_forward(self, hidden, input_hidden, input_tensor, layer_norm):
+        """Residual connection and layer norm of the host after the adapter(s)."""
+        if self.is_parallel:
+            hidden = hidden + input_hidden
+        if self.config.original_ln_after and input_tensor is not None:
+            hidden = hidden + input_tensor
+            if layer_norm is not None:
+                hidden = layer_norm(hidden)
+        return hidden
+
+
+class FusionLayer(nn.Module):
+    """AdapterFusion: attention of the layer output (query) over the adapters' up-projections."""
+
+    def __init__(self, config, size: int, dropout_prob: float):
+        super().__init__()
+        self.config = config
+        self.dropout = nn.Dropout(dropout_prob)
+        if not (config.query or config.key or config.value):
+            self.dense = nn.Linear(size, 1)
+        if config.query:
+            self.query = nn.Linear(size, size)
+            self.query.apply(bert_init)
+        if config.key:
+            self.key = nn.Linear(size, size)
+            self.key.apply(bert_init)
+        if config.value:
+            self.value = nn.Linear(size, size, bias=False)
+            self.value.apply(bert_init)
+            if config.value_initialized:
+                with torch.no_grad():
+                    self.value.weight.fill_(1e-6).fill_diagonal_(1.0)
+        self.temperature = 50.0 if config.temperature else 1.0
+        self.reduction = self.temperature / 1000.0
+
+    def forward(self, query, key, value, residual):
+        config = self.config
+        if config.residual_before:
+            value = value + residual[:, :, None, :]
+        query_layer = self.query(query) if config.query else query
+        key_layer = self.key(key) if config.key else key
+        value_layer = self.value(value) if config.value and config.value_before_softmax else value
+        scores = torch.matmul(query_layer.unsqueeze(2), key_layer.transpose(-2, -1)).squeeze(2)
+        probs = torch.softmax(self.dropout(scores) / self.temperature, dim=-1)
+        if self.training:
+            self.temperature = max(self.temperature - self.reduction, 1.0)
+        context = torch.matmul(probs.unsqueeze(2), value_layer).squeeze(2)
+        if config.value and not config.value_before_softmax:
+            context = self.value(context)
+        if not config.residual_before:
+            context = context + residual
+        return context, probs
