@@ -43,7 +43,6 @@ def prepare(n_adapters: int) -> list[str]:
     from .seed import seed
 
     call_command("migrate", verbosity=0)
-    call_command("loaddata", "standard_tasks", verbosity=0)
     cache.clear()
     started = time.monotonic()
     identifiers = seed(n_adapters)

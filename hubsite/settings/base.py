@@ -80,6 +80,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+os.makedirs(STATIC_ROOT, exist_ok=True)  # whitenoise warns on every start when it is missing
 STATICFILES_DIRS = [BASE_DIR / "hubsite" / "static"]
 
 # --- Weights store: chosen by the alias "weights", never by class in code. -----------------

@@ -79,6 +79,8 @@ class BottleneckLayer:
         hidden = _first_tensor(output)
         result = self._forward(setup, hidden, self._residual, None, host_adds_residual=True)
         self._residual = None
+        if result is None:
+            return None
         if isinstance(output, tuple):
             return (result,) + tuple(output[1:])
         return result

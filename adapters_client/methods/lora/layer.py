@@ -1,0 +1,168 @@
+"""LoRA / (IA)^3 on one Linear (or Conv1D): a ``loras`` dict on the module and a forward hook."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from ...composition import AdapterCompositionBlock, Average, BatchSplit, Parallel, Stack
+from ...context import ForwardContext
+from ...errors import InvalidComposition
+from .modules import make_lora
+
+
+class LoRAState(NamedTuple):
+    layer_input: torch.Tensor
+    hidden: Optional[torch.Tensor]
+    layer_output: torch.Tensor
+    last: Optional[str]
+
+
+def _features(module: nn.Module) -> tuple[int, int, bool]:
+    """(in, out, transposed): Conv1D (GPT-2) stores its weight as (in, out)."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features, False
+    weight = module.weight
+    return weight.shape[0], weight.shape[1], True
+
+
+class LoRALayer:
+    """The LoRA modules of one projection (location: selfattn/intermediate/output; attn_key: q/k/v)."""
+
+    def __init__(self, engine, module: nn.Module, layer_idx: int, location: str, attn_key: Optional[str] = None):
+        self.engine = engine
+        self.module = module
+        self.layer_idx = layer_idx
+        self.location_key = f"{location}_lora"
+        self.attn_key = attn_key
+        self.in_features, self.out_features, self.transposed = _features(module)
+        module.add_module("loras", nn.ModuleDict())
+        self.adapters: nn.ModuleDict = module.loras
+        self.merged: Optional[str] = None
+        module.register_forward_hook(self._on_output)
+
+    def wants(self, config) -> bool:
+        if not config.get(self.location_key, False) or self.layer_idx in config.leave_out:
+            return False
+        return self.attn_key is None or self.attn_key in config.attn_matrices
+
+    def add(self, name: str, config) -> bool:
+        if not self.wants(config):
+            return False
+        lora = make_lora(self.in_features, self.out_features, config)
+        lora.to(self.module.weight.device)
+        self.adapters[name] = lora
+        return True
+
+    # --- merging ---
+    def _delta(self, lora) -> torch.Tensor:
+        delta = lora.delta_w
+        return delta.t() if self.transposed else delta
+
+    def merge(self, name: str) -> None:
+        if name not in self.adapters or self.merged == name:
+            return
+        if self.merged:
+            raise InvalidComposition(f"LoRA {self.merged!r} is already merged; call reset_adapter() first")
+        lora = self.adapters[name]
+        with torch.no_grad():
+            self.module.weight.data = lora.merge_into(self.module.weight.data, self._delta(lora))
+            bias = getattr(self.module, "bias", None)
+            if lora.composition_mode == "scale" and bias is not None:
+                bias.data = bias.data * (lora.lora_B.view(-1) * lora.scaling)
+        self.merged = name
+
+    def reset(self) -> None:
+        if not self.merged:
+            return
+        lora = self.adapters[self.merged]
+        with torch.no_grad():
+            self.module.weight.data = lora.unmerge_from(self.module.weight.data, self._delta(lora))
+            bias = getattr(self.module, "bias", None)
+            if lora.composition_mode == "scale" and bias is not None:
+                bias.data = bias.data / (lora.lora_B.view(-1) * lora.scaling)
+        self.merged = None
+
+    # --- forward ---
+    def _on_output(self, module, args, output):
+        if self.merged:
+            return None
+        setup = self.engine.setup_for(self)
+        if setup is None:
+            return None
+        layer_input = args[0]
+        if layer_input.shape[0] != output.shape[0]:
+            layer_input = layer_input.repeat(output.shape[0] // layer_input.shape[0], *([1] * (layer_input.dim() - 1)))
+        state = self.compose(setup, LoRAState(layer_input, None, output, None), 0)
+        if state.last is None:
+            return None
+        return self.adapters[state.last].combine(state.layer_output, state.hidden)
+
+    def compose(self, setup, state: LoRAState, lvl: int) -> LoRAState:
+        handler = {Stack: self._stack, Parallel: self._parallel, Average: self._average,
+                   BatchSplit: self._batch_split}.get(type(setup))
+        if handler is not None:
+            return handler(setup, state, lvl)
+        if isinstance(setup, AdapterCompositionBlock):
+            if set(self.adapters.keys()).isdisjoint(setup.flatten()):
+                return state
+            raise InvalidComposition(f"{type(setup).__name__} is not supported by LoRA")
+        if setup in self.adapters:
+            return state._replace(hidden=self.adapters[setup](state.hidden, state.layer_input), last=setup)
+        return state
+
+    def _stack(self, block, state, lvl):
+        for child in block:
+            state = self.compose(child, state, lvl + 1)
+        return state
+
+    def _parallel(self, block, state, lvl):
+        channels = len(block)
+        forward = ForwardContext.current()
+        original = forward.original_batch_size if forward is not None else None
+        batch = state.layer_input.shape[0]
+        if original is None or batch == original:
+            state = _map(state, lambda t: t.repeat(channels, *([1] * (t.dim() - 1))))
+            original = batch
+        parts = [self.compose(child, _map(state, lambda t: t[i * original:(i + 1) * original]), lvl + 1)
+                 for i, child in enumerate(block)]
+        return _concat(parts, self.adapters)
+
+    def _average(self, block, state, lvl):
+        parts = [self.compose(child, state, lvl + 1) for child in block]
+        parts = [p for p in parts if p.hidden is not None]
+        if not parts:
+            return state
+        weights = torch.tensor(block.weights[: len(parts)], dtype=state.layer_output.dtype,
+                               device=state.layer_output.device)
+        stacked = torch.stack([p.hidden for p in parts]) * weights.view(-1, *([1] * parts[0].hidden.dim()))
+        return state._replace(hidden=stacked.mean(dim=0), last=parts[-1].last)
+
+    def _batch_split(self, block, state, lvl):
+        if sum(block.batch_sizes) != state.layer_input.shape[0]:
+            raise InvalidComposition(
+                f"batch size {state.layer_input.shape[0]} does not match BatchSplit sizes {block.batch_sizes}")
+        parts, start = [], 0
+        for size, child in zip(block.batch_sizes, block):
+            parts.append(self.compose(child, _map(state, lambda t: t[start:start + size]), lvl + 1))
+            start += size
+        return _concat(parts, self.adapters)
+
+
+def _map(state: LoRAState, fn) -> LoRAState:
+    hidden = fn(state.hidden) if state.hidden is not None else None
+    return LoRAState(fn(state.layer_input), hidden, fn(state.layer_output), state.last)
+
+
+def _concat(states: list, adapters) -> LoRAState:
+    last = next((s.last for s in reversed(states) if s.last), None)
+    if last is None:
+        return LoRAState(torch.cat([s.layer_input for s in states]), None,
+                         torch.cat([s.layer_output for s in states]), None)
+    # branches without a LoRA keep their output: neutral element of the composition
+    neutral = 0.0 if adapters[last].composition_mode == "add" else 1.0
+    hidden = [s.hidden if s.hidden is not None else torch.full_like(s.layer_output, neutral) for s in states]
+    return LoRAState(torch.cat([s.layer_input for s in states]), torch.cat(hidden),
+                     torch.cat([s.layer_output for s in states]), last)
