@@ -173,7 +173,8 @@ def parse_composition(setup, level: int = 0) -> Optional[AdapterCompositionBlock
         validate_composition(setup, level)
         return setup
     if isinstance(setup, Sequence):
-        block = Fuse(*setup) if level == 1 else Stack(*setup)
+        children = [parse_composition(c, level + 1) if isinstance(c, (list, tuple)) else c for c in setup]
+        block = Fuse(*children) if level == 1 else Stack(*children)
         validate_composition(block, level)
         return block
     raise InvalidComposition(f"cannot read an adapter setup from {type(setup).__name__}")

@@ -5,10 +5,10 @@ the ``adapters`` library 1.x (weight keys ``heads.<name>.<index>...``, ``head_co
 """
 
 from .base import PredictionHead
-from .dispatch import last_token_output
+from .dispatch import HEAD_KWARGS, last_token_output
 from .errors import InvalidHead
 from .lm import CausalLMHead, MaskedLMHead
-from .mixin import HEAD_CLASSES, HeadsMixin
+from .mixin import HEAD_CLASSES, HeadsMixin, head_setup_for
 from .outputs import MultiHeadOutput
 from .types import (
     ClassificationHead,
@@ -19,6 +19,7 @@ from .types import (
 )
 
 __all__ = [
+    "HEAD_KWARGS",
     "HEAD_CLASSES",
     "CausalLMHead",
     "ClassificationHead",
@@ -31,5 +32,6 @@ __all__ = [
     "PredictionHead",
     "QuestionAnsweringHead",
     "TaggingHead",
+    "head_setup_for",
     "last_token_output",
 ]

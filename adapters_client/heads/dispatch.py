@@ -12,12 +12,26 @@ from .outputs import MultiHeadOutput
 LAST_TOKEN_MODEL_TYPES = frozenset({"gpt2", "gptj", "gpt_neo", "gpt_neox", "llama", "mistral"})
 
 
-def last_token_output(hidden: torch.Tensor, input_ids: torch.Tensor | None, pad_token_id: int | None):
-    """Hidden state of each row's last non-pad token (the last position when padding is unknown)."""
+# Keyword arguments of a model's forward that belong to the heads, not to the base model.
+HEAD_KWARGS = frozenset({
+    "start_positions", "end_positions", "cls_output", "pooled_output", "eos_mask", "prompt_tokens_length",
+    "invertible_adapter",
+})
+
+
+def last_token_output(hidden: torch.Tensor, input_ids: torch.Tensor | None, pad_token_id: int | None,
+                      attention_mask: torch.Tensor | None = None):
+    """Hidden state of each row's last non-pad token (the last position when padding is unknown).
+
+    Non-pad tokens are counted in ``input_ids``; without them, in ``attention_mask``.
+    """
     rows = torch.arange(hidden.shape[0], device=hidden.device)
-    if input_ids is None or pad_token_id is None:
+    if pad_token_id is None or (input_ids is None and attention_mask is None):
         return hidden[rows, -1]
-    lengths = torch.ne(input_ids, pad_token_id).sum(-1) - 1
+    if input_ids is not None:
+        lengths = torch.ne(input_ids, pad_token_id).sum(-1) - 1
+    else:
+        lengths = attention_mask.sum(-1) - 1
     if lengths.shape[0] != hidden.shape[0]:
         lengths = lengths.repeat(hidden.shape[0] // lengths.shape[0])
     return hidden[rows, lengths.to(hidden.device)]

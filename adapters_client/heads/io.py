@@ -23,7 +23,7 @@ PICKLED_HEAD_WEIGHTS_NAME = "pytorch_model_head.bin"
 
 def library_model_class(model) -> str:
     """The ``model_class`` the ``adapters`` library expects (e.g. ``BertAdapterModel``)."""
-    explicit = getattr(model, "library_model_class", None)
+    explicit = getattr(model, "model_class_name", None) or getattr(model, "library_model_class", None)
     if explicit:
         return explicit
     base = type(model.base_model).__name__

@@ -37,15 +37,36 @@ _ENCODER_ONLY_TYPES = frozenset({"multiple_choice", "masked_lm"})
 
 
 def head_names_of(setup) -> list[str]:
-    """Head names for an active-head setting: a name, a list of names, or a block's branches."""
+    """Head names for an active-head setting: a name, a list of names, or a block's branches.
+
+    A ``Stack`` stands for its last child (as in the library); other blocks give one name per child.
+    """
     if setup is None or setup == "":
         return []
     if isinstance(setup, str):
         return [setup]
-    names = []
-    for child in getattr(setup, "children", setup):
-        names.append(child if isinstance(child, str) else head_names_of(child)[-1])
-    return names
+    children = list(getattr(setup, "children", setup))
+    if type(setup).__name__ == "Stack":
+        children = children[-1:]
+    return [child if isinstance(child, str) else head_names_of(child)[-1] for child in children]
+
+
+def head_setup_for(adapter_setup, available) -> object:
+    """The head setting the library derives from an adapter setup, or None when heads are missing.
+
+    ``Stack`` -> its last adapter; ``Parallel`` -> one head per branch; ``BatchSplit`` -> itself
+    (heads per chunk); a single name -> that name; anything else (``Fuse``, ``Average``) -> None.
+    """
+    block = adapter_setup
+    if type(block).__name__ == "Stack":
+        block = block.children[-1]
+    if isinstance(block, str):
+        names, result = [block], block
+    elif type(block).__name__ in ("Parallel", "BatchSplit"):
+        names, result = head_names_of(block), block
+    else:
+        return None
+    return result if names and all(name in available for name in names) else None
 
 
 class HeadsMixin:
@@ -238,6 +259,7 @@ class HeadsMixin:
         runs on chunk ``i`` and a :class:`MultiHeadOutput` (``loss`` = sum) comes back.
         """
         common = dict(cls_output=cls_output, attention_mask=attention_mask, labels=labels)
+        parallel_names = parallel_names or self._parallel_heads_from_context(head_name)
         if parallel_names:
             names = list(parallel_names)
             total = outputs[0].shape[0]
@@ -260,12 +282,30 @@ class HeadsMixin:
             return result.to_tuple()
         return result
 
+    def _parallel_heads_from_context(self, head_name):
+        """Inside a forward pass whose batch a Parallel block replicated: the active heads, one per branch."""
+        if head_name:
+            return None
+        try:
+            from ..context import ForwardContext
+        except ImportError:  # engine not present
+            return None
+        state = ForwardContext.current()
+        channels = getattr(state, "parallel_channels", 1) or 1
+        names = self._head_setup_names()
+        if channels <= 1 or not names or getattr(self, "_head_batch_sizes", None):
+            return None
+        if len(names) != channels:
+            raise InvalidHead(f"The batch holds {channels} Parallel branches but the active heads are {names}.")
+        return names
+
     def _run_head(self, name, outputs, cls_output=None, attention_mask=None, labels=None, input_ids=None,
                   **kwargs):
         head = self._get_head(name)
         uses_cls = "use_pooler" in head.config and not head.config["use_pooler"]
         if cls_output is None and uses_cls and self.config.model_type in LAST_TOKEN_MODEL_TYPES:
-            cls_output = last_token_output(outputs[0], input_ids, getattr(self.config, "pad_token_id", None))
+            pad = getattr(self.config, "pad_token_id", None)
+            cls_output = last_token_output(outputs[0], input_ids, pad, attention_mask)
         return head(outputs, cls_output=cls_output, attention_mask=attention_mask, labels=labels, **kwargs)
 
     # ---- saving and loading ---------------------------------------------------------------

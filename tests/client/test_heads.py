@@ -245,3 +245,39 @@ def test_return_dict_false_gives_tuple(bert):
     base = bert.base_model(ids())
     out = bert.forward_head(base, labels=torch.tensor([0, 1, 0, 1]), return_dict=False)
     assert isinstance(out, tuple) and out[0].dim() == 0 and out[1].shape == (4, 2)
+
+
+def test_head_setup_follows_the_library_rules(bert):
+    from adapters_client.composition import BatchSplit, Fuse, Parallel, Stack
+    from adapters_client.heads import head_setup_for
+
+    available = {"a", "b"}
+    assert head_setup_for(Stack("x", "a"), available) == "a"
+    assert head_setup_for("b", available) == "b"
+    assert head_setup_for(Parallel("a", Stack("x", "b")), available) == Parallel("a", Stack("x", "b"))
+    assert head_setup_for(Parallel("a", "x"), available) is None
+    assert head_setup_for(Fuse("a", "b"), available) is None
+    split = BatchSplit("a", "b", batch_sizes=[1, 3])
+    assert head_setup_for(split, available) is split
+    bert.add_classification_head("a")
+    bert.add_classification_head("b", num_labels=3)
+    bert.active_head = Stack("a", "b")
+    assert bert.active_head == "b"
+    bert.active_head = Parallel("a", Stack("x", "b"))
+    assert bert.active_head == ["a", "b"]
+
+
+def test_parallel_split_read_from_the_forward_context(bert):
+    from adapters_client.context import ForwardContext
+
+    bert.add_classification_head("a")
+    bert.add_classification_head("b", num_labels=3)
+    bert.active_head = ["a", "b"]
+    base = bert.base_model(ids(batch=8))
+    with ForwardContext() as state:
+        state.parallel_channels = 2
+        out = bert.forward_head(base, labels=torch.tensor([0, 1, 1, 0]))
+        assert [o.logits.shape for o in out] == [(4, 2), (4, 3)] and out.loss is not None
+        bert.active_head = ["a", "b", "a"]
+        with pytest.raises(InvalidHead):
+            bert.forward_head(base)

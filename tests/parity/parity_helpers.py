@@ -5,7 +5,6 @@ Runs only in the reference virtualenv (.venv-ref) where the ``adapters`` library
 
 from __future__ import annotations
 
-import importlib.util
 import zlib
 
 import adapters
@@ -37,11 +36,6 @@ def save_backbone(kind: str, folder) -> str:
     return str(folder)
 
 
-def engine_available() -> bool:
-    """True once the engine's ``adapters_client.model`` module exists."""
-    return importlib.util.find_spec("adapters_client.model") is not None
-
-
 class HeadHarness(HeadsMixin, nn.Module):
     """Our heads on a plain HF backbone (used for head parity until the engine's model exists)."""
 
@@ -61,13 +55,18 @@ def library_model(folder: str):
     return adapters.AutoAdapterModel.from_pretrained(folder).eval()
 
 
-def our_model(folder: str):
-    """Our adapter model (the engine's AutoAdapterModel when it exists, else the head harness)."""
-    if engine_available():
-        import adapters_client
-
-        return adapters_client.AutoAdapterModel.from_pretrained(folder).eval()
+def our_model(folder: str, via: str = "engine"):
+    """Our model: the engine's AutoAdapterModel, or (``via="harness"``) our heads on a plain HF backbone."""
+    if via == "engine":
+        return engine_model(folder)
     return HeadHarness(AutoModel.from_pretrained(folder)).eval()
+
+
+def engine_model(folder: str):
+    """The engine's AutoAdapterModel (no fallback: composition needs the engine)."""
+    import adapters_client
+
+    return adapters_client.AutoAdapterModel.from_pretrained(folder).eval()
 
 
 def randomise(model: nn.Module, patterns, seed: int = 0, std: float = 0.2) -> list[str]:

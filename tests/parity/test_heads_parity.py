@@ -69,6 +69,8 @@ CASES = [
     ("gpt2-causal-lm", "gpt2", lambda m: m.add_causal_lm_head("h"), _lm, 4),
 ]
 IDS = [case[0] for case in CASES]
+# "harness": our heads on a plain HF backbone (head math alone); "engine": adapters_client.AutoAdapterModel.
+VIA = ["harness", "engine"]
 
 
 def _run(model, kind, labels, rows):
@@ -77,23 +79,25 @@ def _run(model, kind, labels, rows):
         return model(**inputs, **labels(inputs))
 
 
+@pytest.mark.parametrize("via", VIA)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_library_head_loads_in_ours(case, backbone_dirs, tmp_path):
+def test_library_head_loads_in_ours(case, via, backbone_dirs, tmp_path):
     _, kind, add, labels, rows = case
     theirs = library_model(backbone_dirs[kind])
     add(theirs)
     randomise(theirs, ["heads.h."], seed=11)
     theirs.save_head(str(tmp_path), "h", use_safetensors=True)
-    ours = our_model(backbone_dirs[kind])
+    ours = our_model(backbone_dirs[kind], via)
     assert ours.load_head(str(tmp_path)) == "h"
     assert ours.active_head == "h"
     assert_same_output(_run(ours, kind, labels, rows), _run(theirs, kind, labels, rows))
 
 
+@pytest.mark.parametrize("via", VIA)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_our_head_loads_in_library(case, backbone_dirs, tmp_path):
+def test_our_head_loads_in_library(case, via, backbone_dirs, tmp_path):
     _, kind, add, labels, rows = case
-    ours = our_model(backbone_dirs[kind])
+    ours = our_model(backbone_dirs[kind], via)
     add(ours)
     randomise(ours, ["heads.h."], seed=12)
     ours.save_head(str(tmp_path), "h")
@@ -103,10 +107,11 @@ def test_our_head_loads_in_library(case, backbone_dirs, tmp_path):
     assert_same_output(_run(ours, kind, labels, rows), _run(theirs, kind, labels, rows))
 
 
+@pytest.mark.parametrize("via", VIA)
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_both_write_the_same_head_files(case, backbone_dirs, tmp_path):
+def test_both_write_the_same_head_files(case, via, backbone_dirs, tmp_path):
     _, kind, add, _, _ = case
-    theirs, ours = library_model(backbone_dirs[kind]), our_model(backbone_dirs[kind])
+    theirs, ours = library_model(backbone_dirs[kind]), our_model(backbone_dirs[kind], via)
     add(theirs)
     add(ours)
     theirs.save_head(str(tmp_path / "theirs"), "h", use_safetensors=True)

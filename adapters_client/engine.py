@@ -1,0 +1,294 @@
+"""The adapter engine of one model: per-layer method objects, the registry of adapters, the active setup."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .architectures import ArchSpec, get_path, get_spec
+from .composition import AdapterCompositionBlock, Fuse, Parallel, Stack, parse_composition
+from .configs import BnConfig, LoRAConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, load_config
+from .context import AdapterSetup, ForwardContext
+from .errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
+from .methods.bottleneck import BottleneckAdapter, BottleneckLayer
+from .methods.lora import LoRALayer
+
+_BATCHED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+
+
+class AdapterEngine:
+    """Injects method layers around a Hugging Face base model's modules and tracks adapters and setups."""
+
+    def __init__(self, base_model: nn.Module):
+        self.base_model = base_model
+        self.model_config = base_model.config
+        self.spec: ArchSpec = get_spec(base_model.config.model_type)
+        self.hidden_size = getattr(self.model_config, self.spec.hidden_size_attr)
+        self.configs: dict[str, MethodConfig] = {}
+        self.fusions: dict[str, tuple] = {}  # name -> (fusion config, adapter names)
+        self.active_setup: Optional[AdapterCompositionBlock] = None
+        self.skip_layers: Optional[list] = None
+        self.bottleneck_layers: list[BottleneckLayer] = []
+        self.lora_layers: list[LoRALayer] = []
+        self.extensions: dict[str, object] = {}  # method name -> model-level method object (prefix, prompt)
+        self.fusion_attentions: Optional[dict] = None
+        self.gating_scores: Optional[dict] = None
+        self._flat_cache: dict = {}
+        self._inject()
+
+    # --- injection ---
+    def _inject(self) -> None:
+        spec = self.spec
+        for idx, layer in enumerate(get_path(self.base_model, spec.layers)):
+            for site in spec.sites:
+                self.bottleneck_layers.append(BottleneckLayer(self, layer, idx, site))
+            for key, path in spec.lora_attn.items():
+                self.lora_layers.append(LoRALayer(self, get_path(layer, path), idx, "selfattn", key))
+            self.lora_layers.append(LoRALayer(self, get_path(layer, spec.lora_intermediate), idx, "intermediate"))
+            self.lora_layers.append(LoRALayer(self, get_path(layer, spec.lora_output), idx, "output"))
+        self.base_model.register_forward_pre_hook(self._before_base_forward, with_kwargs=True)
+        self.base_model.register_forward_hook(self._after_base_forward)
+
+    @property
+    def num_layers(self) -> int:
+        return len(get_path(self.base_model, self.spec.layers))
+
+    def _reference_param(self) -> torch.Tensor:
+        return next(self.base_model.parameters())
+
+    # --- adapters ---
+    def add(self, name: str, config, overwrite_ok: bool = False) -> MethodConfig:
+        _check_name(name)
+        config = load_config(config)
+        if name in self.configs:
+            if not overwrite_ok:
+                raise InvalidAdapterConfig(f"an adapter named {name!r} already exists", field="name")
+            self.delete(name)
+        for idx in config.get("leave_out", []) or []:
+            if idx >= self.num_layers:
+                raise InvalidAdapterConfig(f"leave_out names layer {idx} but the model has {self.num_layers}",
+                                           field="leave_out")
+        self.configs[name] = config
+        try:
+            self._add_modules(name, config)
+        except Exception:
+            self.delete(name)
+            raise
+        return config
+
+    def _add_modules(self, name: str, config: MethodConfig) -> None:
+        ref = self._reference_param()
+        if isinstance(config, BnConfig):
+            for layer in self.bottleneck_layers:
+                if config.get(layer.location_key) and layer.layer_idx not in config.leave_out:
+                    down = int(self.hidden_size // config.reduction_factor_for(layer.layer_idx))
+                    module = BottleneckAdapter(name, self.hidden_size, down, config)
+                    layer.adapters[name] = module.to(device=ref.device, dtype=ref.dtype)
+        elif isinstance(config, LoRAConfig):
+            if self.spec.merged_qkv and config.selfattn_lora and config.attn_matrices:
+                raise InvalidAdapterConfig(
+                    f"LoRA on the fused attention projection of {self.spec.model_type} is not supported yet; "
+                    "use selfattn_lora=False with intermediate_lora/output_lora", field="selfattn_lora")
+            for layer in self.lora_layers:
+                if layer.add(name, config):
+                    layer.adapters[name].to(device=ref.device, dtype=ref.dtype)
+        elif isinstance(config, (PrefixTuningConfig, PromptTuningConfig)):
+            self._extension(config).add(name, config)
+        else:
+            raise InvalidAdapterConfig(f"method {type(config).__name__} is not supported", field="architecture")
+        self._set_mode(name, self.base_model.training)
+
+    def _extension(self, config):
+        from .methods.registry import extension_for
+
+        return extension_for(self, config)
+
+    def delete(self, name: str) -> None:
+        if name not in self.configs:
+            raise InvalidAdapterConfig(f"no adapter named {name!r}", field="name")
+        for layer in self.bottleneck_layers + self.lora_layers:
+            if name in layer.adapters:
+                if getattr(layer, "merged", None) == name:
+                    layer.reset()
+                del layer.adapters[name]
+        for ext in self.extensions.values():
+            ext.delete(name)
+        del self.configs[name]
+        for fusion_name, (_, names) in list(self.fusions.items()):
+            if name in names:
+                self.delete_fusion(fusion_name)
+        if self.active_setup is not None and name in self.active_setup.flatten():
+            self.active_setup = None
+        self._flat_cache.clear()
+
+    def modules_of(self, name: str) -> list[nn.Module]:
+        """Every module that belongs to adapter ``name``."""
+        found = [layer.adapters[name] for layer in self.bottleneck_layers + self.lora_layers if name in layer.adapters]
+        for ext in self.extensions.values():
+            found += ext.modules_of(name)
+        return found
+
+    def _set_mode(self, name: str, training: bool) -> None:
+        for module in self.modules_of(name):
+            module.train(training)
+
+    # --- fusion ---
+    def add_fusion(self, block: Fuse, config) -> str:
+        from .configs import load_fusion_config
+        from .methods.bottleneck import FusionLayer
+
+        if not isinstance(block, Fuse):
+            block = Fuse(*block) if isinstance(block, (list, tuple)) else None
+            if block is None:
+                raise InvalidComposition("add_adapter_fusion needs a Fuse block or a list of adapter names")
+        names = [c if isinstance(c, str) else c.last() for c in block]
+        for adapter in names:
+            if not isinstance(self.configs.get(adapter), BnConfig):
+                raise InvalidComposition(f"fusion needs bottleneck adapters; {adapter!r} is not one")
+        config = load_fusion_config(config)
+        if block.name in self.fusions:
+            raise InvalidComposition(f"a fusion named {block.name!r} already exists")
+        dropout = config.dropout_prob or getattr(self.model_config, "attention_probs_dropout_prob", 0.0) or 0.0
+        ref = self._reference_param()
+        for layer in self.bottleneck_layers:
+            if all(a in layer.adapters for a in names):
+                fusion = FusionLayer(config, self.hidden_size, dropout).to(device=ref.device, dtype=ref.dtype)
+                fusion.train(self.base_model.training)
+                layer.fusion_layers[block.name] = fusion
+        self.fusions[block.name] = (config, names)
+        return block.name
+
+    def delete_fusion(self, name: str) -> None:
+        if name not in self.fusions:
+            raise InvalidComposition(f"no fusion named {name!r}")
+        for layer in self.bottleneck_layers:
+            if name in layer.fusion_layers:
+                del layer.fusion_layers[name]
+        del self.fusions[name]
+
+    def fusion_config(self, name: str):
+        return self.fusions[name][0]
+
+    def fusion_modules(self, name: str) -> list[nn.Module]:
+        return [layer.fusion_layers[name] for layer in self.bottleneck_layers if name in layer.fusion_layers]
+
+    # --- activation ---
+    def set_active(self, setup, skip_layers=None) -> Optional[AdapterCompositionBlock]:
+        block = parse_composition(setup)
+        if block is not None:
+            missing = sorted(block.flatten() - set(self.configs))
+            if missing:
+                raise InvalidComposition(f"no adapter named {missing[0]!r} in this model")
+            self._check_fusions(block)
+        self.active_setup = block
+        self.skip_layers = list(skip_layers) if skip_layers is not None else None
+        return block
+
+    def _check_fusions(self, block) -> None:
+        if isinstance(block, Fuse) and block.name not in self.fusions:
+            raise InvalidComposition(f"no fusion layer {block.name!r}; call add_adapter_fusion first")
+        if isinstance(block, AdapterCompositionBlock):
+            for child in block:
+                self._check_fusions(child)
+
+    def current_setup(self):
+        override = AdapterSetup.current()
+        if override is not None:
+            skip = override.skip_layers if override.skip_layers is not None else self.skip_layers
+            return override.adapter_setup, skip
+        return self.active_setup, self.skip_layers
+
+    def setup_for(self, layer):
+        """The active setup if it concerns ``layer`` (not skipped, has one of its adapters), else None."""
+        setup, skip = self.current_setup()
+        if setup is None or (skip and layer.layer_idx in skip):
+            return None
+        flat = self._flat_cache.get(id(setup))
+        if flat is None or flat[0] is not setup:
+            flat = (setup, setup.flatten())
+            self._flat_cache[id(setup)] = flat
+        if flat[1].isdisjoint(layer.adapters.keys()):
+            return None
+        return setup
+
+    # --- forward bookkeeping ---
+    def _before_base_forward(self, module, args, kwargs):
+        stale = getattr(self, "_owned_context", None)
+        if stale is not None:  # a previous forward raised before its end hook ran
+            self._owned_context = None
+            stale.__exit__(None, None, None)
+        forward = ForwardContext.current()
+        if forward is None:
+            context = ForwardContext()
+            context.__enter__()
+            self._owned_context = context
+            forward = context.state
+        setup, _ = self.current_setup()
+        channels = setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
+        changed = False
+        if channels > 1 and forward.original_batch_size is None:
+            args, kwargs = _replicate_inputs(args, kwargs, channels, forward)
+            changed = True
+        for ext in self.extensions.values():
+            result = ext.before_forward(args, kwargs, forward)
+            if result is not None:
+                args, kwargs = result
+                changed = True
+        return (args, kwargs) if changed else None
+
+    def _after_base_forward(self, module, args, output):
+        context = getattr(self, "_owned_context", None)
+        if context is not None:
+            self._owned_context = None
+            context.__exit__(None, None, None)
+        return None
+
+    def record_gate(self, name, layer_idx, location, gate) -> None:
+        if self.gating_scores is not None:
+            self.gating_scores.setdefault(name, {}).setdefault(layer_idx, {})[location] = gate.detach()
+
+    def record_fusion_attention(self, name, layer_idx, location, probs) -> None:
+        if self.fusion_attentions is not None:
+            self.fusion_attentions.setdefault(name, {}).setdefault(layer_idx, {})[location] = probs.detach()
+
+
+def _check_name(name) -> None:
+    if not isinstance(name, str) or not name or any(c in name for c in ".,/ \t\n"):
+        raise InvalidAdapterConfig(
+            f"invalid adapter name {name!r}: use a non-empty name without '.', ',', '/' or spaces", field="name")
+
+
+def _replicate_inputs(args, kwargs, channels: int, forward):
+    """Repeat every batched input ``channels`` times along the batch dimension (Parallel)."""
+    batch = None
+    for value in list(args) + [kwargs.get(k) for k in _BATCHED_INPUTS]:
+        if isinstance(value, torch.Tensor):
+            batch = value.shape[0]
+            break
+    if batch is None:
+        return args, kwargs
+
+    def rep(value):
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch:
+            return value.repeat(channels, *([1] * (value.dim() - 1)))
+        return value
+
+    forward.original_batch_size = batch
+    forward.parallel_channels = channels
+    new_kwargs = {k: (rep(v) if k in _BATCHED_INPUTS else v) for k, v in kwargs.items()}
+    return tuple(rep(a) for a in args), new_kwargs
+
+
+def check_model_compatible(engine: AdapterEngine, meta: dict) -> None:
+    """IncompatibleAdapter when an adapter's metadata names another model type or hidden size."""
+    model_type = meta.get("model_type")
+    if model_type and model_type != engine.model_config.model_type:
+        raise IncompatibleAdapter(
+            f"adapter was trained for model type {model_type!r}, this model is {engine.model_config.model_type!r}",
+            field="model_type")
+    hidden = meta.get("hidden_size")
+    if hidden is not None and hidden != engine.hidden_size:
+        raise IncompatibleAdapter(f"adapter has hidden size {hidden}, this model has {engine.hidden_size}",
+                                  field="hidden_size")

@@ -1,0 +1,184 @@
+"""Saving and loading adapters and fusion layers in the adapters library's folder format.
+
+Weight keys are full state-dict keys as the adapters library names them (``bert.encoder.layer.0.output.adapters.
+<name>.adapter_down.0.weight``); tensors shared by several keys (prefix tuning's pool) are written once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .configs import (
+    CONFIG_FILE, FUSION_CONFIG_FILE, FUSION_WEIGHTS_FILE, HEAD_CONFIG_FILE, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE,
+    build_adapter_config_json, read_adapter_config_json, read_fusion_config_json,
+)
+from .engine import check_model_compatible
+from .errors import IncompatibleAdapter, InvalidAdapterConfig
+from .weights import expected_groups, match_state_dict, read_weights, rename_keys, write_weights
+
+_ADAPTER_SEGMENTS = ("adapters", "loras", "prefix_tunings", "prompt_tunings", "prefix_gates")
+_FUSION_SEGMENTS = ("adapter_fusion_layer",)
+_SCRATCH = "__adapters_client_scratch__"
+
+
+def _model_class(model) -> str:
+    return getattr(model, "model_class_name", type(model).__name__)
+
+
+def _model_name(model) -> Optional[str]:
+    return getattr(model.config, "_name_or_path", None) or getattr(model.config, "name_or_path", None) or None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IncompatibleAdapter(f"{path.name} is missing in {path.parent}", field=path.name) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IncompatibleAdapter(f"{path.name} is not valid JSON: {exc}", field=path.name) from None
+
+
+# --- adapters ---
+def save_adapter(model, save_directory, adapter_name: str, with_head: bool = True) -> None:
+    """Write adapter_config.json + adapter.safetensors (and the head of the same name) into a folder."""
+    engine = model.adapter_engine
+    if adapter_name not in engine.configs:
+        raise InvalidAdapterConfig(f"no adapter named {adapter_name!r}", field="name")
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = build_adapter_config_json(engine.configs[adapter_name], adapter_name, model.config,
+                                     model_class=_model_class(model), model_name=_model_name(model))
+    meta["hidden_size"] = engine.hidden_size
+    for ext in engine.extensions.values():
+        ext.before_save(adapter_name)
+    groups = expected_groups(engine, adapter_name, _ADAPTER_SEGMENTS)
+    write_weights(folder / WEIGHTS_FILE, groups, engine.spec.base_prefix)
+    _write_json(folder / CONFIG_FILE, meta)
+    heads = getattr(model, "heads", None)
+    if with_head and heads is not None and adapter_name in heads and hasattr(model, "save_head"):
+        model.save_head(str(folder), adapter_name)
+
+
+def save_all_adapters(model, save_directory, with_head: bool = True) -> None:
+    """One sub-folder per adapter."""
+    for name in list(model.adapter_engine.configs):
+        save_adapter(model, os.path.join(save_directory, name), name, with_head=with_head)
+
+
+def resolve_adapter_folder(adapter_name_or_path, **kwargs) -> Path:
+    """A local folder, a hub identifier (task/subtask@org) or a Hugging Face repo id -> local folder."""
+    path = Path(os.fspath(adapter_name_or_path)).expanduser()
+    if path.is_dir():
+        return path
+    text = str(adapter_name_or_path)
+    if path.exists() or text.startswith((".", "/", "~")) or os.sep in text.strip("/").replace("/", "", 1):
+        raise IncompatibleAdapter(f"adapter folder {text!r} does not exist", field="path")
+    if "@" in text:
+        return _from_hub(text, **kwargs)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=text, **{k: v for k, v in kwargs.items() if k in ("revision",)}))
+    except Exception as hf_error:
+        try:
+            return _from_hub(text, **kwargs)
+        except ImportError:
+            raise IncompatibleAdapter(f"cannot find adapter {text!r}: {hf_error}", field="path") from hf_error
+
+
+def _from_hub(identifier: str, **kwargs) -> Path:
+    from .api import download
+
+    return Path(download(identifier, **kwargs))
+
+
+def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, with_head: bool = True,
+                 set_active: bool = False, allow_pickle: bool = False, **kwargs) -> str:
+    """Add the adapter stored in a folder (or downloaded) to ``model``; returns its name in the model."""
+    engine = model.adapter_engine
+    folder = resolve_adapter_folder(adapter_name_or_path, **kwargs)
+    config, meta = read_adapter_config_json(_read_json(folder / CONFIG_FILE))
+    check_model_compatible(engine, meta)
+    state = read_weights(folder, WEIGHTS_FILE, PICKLE_WEIGHTS_FILE, allow_pickle)
+    name = load_as or meta["name"]
+    state = rename_keys(state, meta["name"], name, _ADAPTER_SEGMENTS)
+    if name in engine.configs:  # check the file on a scratch copy first: a bad file keeps the old adapter
+        _check_loadable(engine, config, rename_keys(state, name, _SCRATCH, _ADAPTER_SEGMENTS))
+    engine.add(name, config, overwrite_ok=True)
+    try:
+        match_state_dict(state, expected_groups(engine, name, _ADAPTER_SEGMENTS), engine.spec.base_prefix)
+    except Exception:
+        engine.delete(name)
+        raise
+    if with_head and hasattr(model, "load_head") and (folder / HEAD_CONFIG_FILE).exists():
+        model.load_head(str(folder), load_as=load_as)
+    if set_active:
+        model.set_active_adapters(name)
+    return name
+
+
+def _check_loadable(engine, config, state: dict) -> None:
+    engine.add(_SCRATCH, config, overwrite_ok=True)
+    try:
+        match_state_dict(state, expected_groups(engine, _SCRATCH, _ADAPTER_SEGMENTS), engine.spec.base_prefix)
+    finally:
+        engine.delete(_SCRATCH)
+
+
+# --- fusion ---
+def save_adapter_fusion(model, save_directory, fusion_name: str, with_head: bool = False) -> None:
+    """Write adapter_fusion_config.json + model_adapter_fusion.safetensors."""
+    engine = model.adapter_engine
+    if fusion_name not in engine.fusions:
+        raise InvalidAdapterConfig(f"no fusion named {fusion_name!r}", field="name")
+    config, names = engine.fusions[fusion_name]
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = build_adapter_config_json(config, fusion_name, model.config, model_class=_model_class(model),
+                                     model_name=_model_name(model))
+    meta["adapter_names"] = list(names)
+    meta["hidden_size"] = engine.hidden_size
+    write_weights(folder / FUSION_WEIGHTS_FILE, expected_groups(engine, fusion_name, _FUSION_SEGMENTS),
+                  engine.spec.base_prefix)
+    _write_json(folder / FUSION_CONFIG_FILE, meta)
+    heads = getattr(model, "heads", None)
+    if with_head and heads is not None and fusion_name in heads and hasattr(model, "save_head"):
+        model.save_head(str(folder), fusion_name)
+
+
+def load_adapter_fusion(model, path, load_as: Optional[str] = None, set_active: bool = False,
+                        with_head: bool = False) -> str:
+    """Add the fusion layer stored in ``path`` (its adapters must already be in the model)."""
+    from .composition import Fuse
+
+    engine = model.adapter_engine
+    folder = resolve_adapter_folder(path)
+    config, meta = read_fusion_config_json(_read_json(folder / FUSION_CONFIG_FILE))
+    check_model_compatible(engine, meta)
+    old_name = meta.get("name") or ",".join(meta.get("adapter_names") or [])
+    names = meta.get("adapter_names") or old_name.split(",")
+    name = load_as or old_name
+    state = read_weights(folder, FUSION_WEIGHTS_FILE, "pytorch_model_adapter_fusion.bin", False)
+    state = rename_keys(state, old_name, name, _FUSION_SEGMENTS)
+    if name in engine.fusions:
+        engine.delete_fusion(name)
+    engine.add_fusion(Fuse(*names, name=name), config)
+    try:
+        match_state_dict(state, expected_groups(engine, name, _FUSION_SEGMENTS), engine.spec.base_prefix)
+    except Exception:
+        engine.delete_fusion(name)
+        raise
+    if with_head and hasattr(model, "load_head") and (folder / HEAD_CONFIG_FILE).exists():
+        model.load_head(str(folder), load_as=load_as)
+    if set_active:
+        model.set_active_adapters(Fuse(*names, name=name))
+    return name

@@ -1,0 +1,148 @@
+"""AdapterModel (a HF base model + prediction heads + adapters), AutoAdapterModel and ``init``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import nn
+
+from .architectures import get_spec
+from .composition import Parallel, Stack
+from .context import ForwardContext
+from .model_mixin import ModelAdaptersMixin
+
+try:  # prediction heads live in heads.py (another module); the model works without them
+    from .heads import HeadsMixin as _HeadsBase
+except ImportError:  # pragma: no cover - only while heads.py does not exist yet
+    class _HeadsBase:  # type: ignore[no-redef]
+        """Stand-in while heads.py is missing: no heads, the base model output is returned."""
+
+# the adapters library's class names, written into adapter_config.json ("model_class")
+MODEL_CLASS_NAMES = {
+    "bert": "BertAdapterModel",
+    "roberta": "RobertaAdapterModel",
+    "xlm-roberta": "XLMRobertaAdapterModel",
+    "distilbert": "DistilBertAdapterModel",
+    "gpt2": "GPT2AdapterModel",
+}
+
+
+class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
+    """A Hugging Face base model with adapters and flexible prediction heads.
+
+    State-dict keys match the adapters library's ``*AdapterModel`` classes (``bert.…``, ``heads.<name>.…``).
+    """
+
+    def __init__(self, base_model: nn.Module):
+        nn.Module.__init__(self)
+        spec = get_spec(base_model.config.model_type)
+        self.base_model_prefix = spec.base_prefix
+        self.add_module(spec.base_prefix, base_model)
+        self.heads = nn.ModuleDict()
+        self.config = base_model.config
+        self.main_input_name = getattr(base_model, "main_input_name", "input_ids")
+        self._init_adapter_engine()
+
+    @property
+    def base_model(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix)
+
+    @property
+    def model_class_name(self) -> str:
+        return MODEL_CLASS_NAMES.get(self.config.model_type, type(self).__name__)
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.base_model.get_input_embeddings()
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, **kwargs) -> "AdapterModel":
+        """Load the backbone with ``transformers.AutoModel.from_pretrained`` and wrap it."""
+        from transformers import AutoModel
+
+        return cls(AutoModel.from_pretrained(model_name_or_path, **kwargs))
+
+    @classmethod
+    def from_config(cls, config, **kwargs) -> "AdapterModel":
+        """A randomly initialised backbone built from a HF config."""
+        from transformers import AutoModel
+
+        return cls(AutoModel.from_config(config, **kwargs))
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, head: Optional[str] = None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, output_adapter_gating_scores: bool = False,
+                output_adapter_fusion_attentions: bool = False, **kwargs):
+        """Run the base model with the active adapters, then the active (or given) head if there is one."""
+        base_inputs = {
+            "input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+            "position_ids": position_ids, "inputs_embeds": inputs_embeds, "output_attentions": output_attentions,
+            "output_hidden_states": output_hidden_states,
+        }
+        base_inputs = {k: v for k, v in base_inputs.items() if v is not None}
+        head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("head_") or k == "cls_output"}
+        base_inputs.update(kwargs)
+        engine = self.adapter_engine
+        engine.gating_scores = {} if output_adapter_gating_scores else None
+        engine.fusion_attentions = {} if output_adapter_fusion_attentions else None
+        with ForwardContext() as state:
+            outputs = self.base_model(**base_inputs, return_dict=True)
+            parallel_names = self._parallel_names(state)
+            if parallel_names and attention_mask is not None:
+                attention_mask = attention_mask.repeat(len(parallel_names), 1)
+            if state.extras.get("attention_mask") is not None:
+                attention_mask = state.extras["attention_mask"]
+        if output_adapter_gating_scores:
+            outputs["adapter_gating_scores"] = engine.gating_scores
+        if output_adapter_fusion_attentions:
+            outputs["adapter_fusion_attentions"] = engine.fusion_attentions
+        if not hasattr(self, "forward_head"):
+            return outputs
+        head_name = head
+        if head_name is None and not parallel_names and getattr(self, "active_head", None) is None:
+            return outputs
+        if head_name is None and parallel_names and not all(n in self.heads for n in parallel_names):
+            return outputs
+        return self.forward_head(outputs, head_name=head_name, attention_mask=attention_mask, labels=labels,
+                                 return_dict=return_dict if return_dict is not None else True,
+                                 parallel_names=parallel_names, **head_kwargs)
+
+    def _parallel_names(self, state) -> Optional[list]:
+        if state.parallel_channels <= 1:
+            return None
+        setup, _ = self.adapter_engine.current_setup()
+        block = setup
+        while isinstance(block, Stack) and not isinstance(block, Parallel):
+            block = block.children[-1]
+        if isinstance(block, Parallel):
+            return [c if isinstance(c, str) else c.last() for c in block]
+        return None
+
+
+class AutoAdapterModel:
+    """Builds an ``AdapterModel`` for any supported architecture (bert, roberta, xlm-roberta, distilbert, gpt2)."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use AutoAdapterModel.from_pretrained(...) or AutoAdapterModel.from_config(...)")
+
+    @staticmethod
+    def from_pretrained(model_name_or_path, **kwargs) -> AdapterModel:
+        return AdapterModel.from_pretrained(model_name_or_path, **kwargs)
+
+    @staticmethod
+    def from_config(config, **kwargs) -> AdapterModel:
+        return AdapterModel.from_config(config, **kwargs)
+
+
+def init(model: nn.Module) -> nn.Module:
+    """Add adapter support (add_adapter, set_active_adapters, ...) to an already-built HF model in place."""
+    if isinstance(model, ModelAdaptersMixin):
+        return model
+    get_spec(model.config.model_type)
+    original = type(model)
+    model.__class__ = type(original.__name__, (ModelAdaptersMixin, original), {"__module__": original.__module__})
+    model._init_adapter_engine()
+    return model

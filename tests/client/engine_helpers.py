@@ -1,0 +1,57 @@
+"""Tiny in-memory backbones and helpers shared by the engine tests."""
+
+from __future__ import annotations
+
+import torch
+
+ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2")
+
+
+def tiny_config(arch: str):
+    """A HF config small enough to run in milliseconds."""
+    from transformers import BertConfig, DistilBertConfig, GPT2Config, RobertaConfig, XLMRobertaConfig
+
+    common = dict(vocab_size=99)
+    if arch == "bert":
+        return BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, **common)
+    if arch == "roberta":
+        return RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                             **common)
+    if arch == "xlm-roberta":
+        return XLMRobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                                **common)
+    if arch == "distilbert":
+        return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37, **common)
+    if arch == "gpt2":
+        return GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, **common)
+    raise ValueError(arch)
+
+
+def tiny_model(arch: str = "bert", seed: int = 0):
+    from adapters_client import AutoAdapterModel
+
+    torch.manual_seed(seed)
+    return AutoAdapterModel.from_config(tiny_config(arch)).eval()
+
+
+def tiny_inputs(batch: int = 2, length: int = 7, seed: int = 1) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 99, (batch, length), generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[0, -2:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def randomise(modules, seed: int = 5, std: float = 0.1) -> None:
+    """Non-trivial weights (most methods start as the identity)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in modules:
+            for param in module.parameters():
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+
+def hidden(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(**inputs)
+    return out[0] if not hasattr(out, "last_hidden_state") else out.last_hidden_state
