@@ -110,7 +110,8 @@ def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, wit
     check_model_compatible(engine, meta)
     state = read_weights(folder, WEIGHTS_FILE, PICKLE_WEIGHTS_FILE, allow_pickle)
     name = load_as or meta["name"]
-    state = rename_keys(state, meta["name"], name, _ADAPTER_SEGMENTS)
+    state = rename_keys(_canonical_prefix_keys(state, engine.spec.base_prefix), meta["name"], name,
+                        _ADAPTER_SEGMENTS)
     if name in engine.configs:  # check the file on a scratch copy first: a bad file keeps the old adapter
         _check_loadable(engine, config, rename_keys(state, name, _SCRATCH, _ADAPTER_SEGMENTS))
     engine.add(name, config, overwrite_ok=True)
@@ -124,6 +125,18 @@ def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, wit
     if set_active:
         model.set_active_adapters(name)
     return name
+
+
+def _canonical_prefix_keys(state: dict, base_prefix: str) -> dict:
+    """The adapters library also stores each layer's alias of the shared prefix pool: keep one copy."""
+    marker = "prefix_tuning.pool.prefix_tunings."
+    result = {}
+    for key, value in state.items():
+        at = key.find(marker)
+        if at > 0:
+            key = f"{base_prefix}.prefix_tuning.prefix_tunings." + key[at + len(marker):]
+        result.setdefault(key, value)
+    return result
 
 
 def _check_loadable(engine, config, state: dict) -> None:

@@ -11,11 +11,14 @@ from .composition import Parallel, Stack
 from .context import ForwardContext
 from .model_mixin import ModelAdaptersMixin
 
-try:  # prediction heads live in heads.py (another module); the model works without them
+try:  # prediction heads live in heads/ (another module); the model works without them
     from .heads import HeadsMixin as _HeadsBase
-except ImportError:  # pragma: no cover - only while heads.py does not exist yet
+    from .heads import HEAD_KWARGS as _HEAD_KWARGS
+except ImportError:  # pragma: no cover - only while heads/ does not exist yet
+    _HEAD_KWARGS = frozenset({"cls_output", "start_positions", "end_positions"})
+
     class _HeadsBase:  # type: ignore[no-redef]
-        """Stand-in while heads.py is missing: no heads, the base model output is returned."""
+        """Stand-in while heads/ is missing: no heads, the base model output is returned."""
 
 # the adapters library's class names, written into adapter_config.json ("model_class")
 MODEL_CLASS_NAMES = {
@@ -83,7 +86,8 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
             "output_hidden_states": output_hidden_states,
         }
         base_inputs = {k: v for k, v in base_inputs.items() if v is not None}
-        head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("head_") or k == "cls_output"}
+        kwargs.pop("num_items_in_batch", None)  # passed by the HF Trainer; the backbone does not take it
+        head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HEAD_KWARGS or k.startswith("head_")}
         base_inputs.update(kwargs)
         engine = self.adapter_engine
         engine.gating_scores = {} if output_adapter_gating_scores else None

@@ -89,8 +89,21 @@ def build_runners(libs, folder, inputs, only):
     return runners, unavailable
 
 
+def quiet_libraries() -> None:
+    """No progress bars or per-call warnings in the report."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("adapters").setLevel(logging.ERROR)
+    logging.getLogger("adapters_client").setLevel(logging.ERROR)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_libraries()
     if args.threads:
         torch.set_num_threads(args.threads)
     folder = random_backbone(args.random_from_config) if args.random_from_config else args.model or minilm_folder()

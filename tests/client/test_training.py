@@ -32,11 +32,11 @@ def _loss(model, data) -> float:
         return model(**batch).loss.item()
 
 
-def _train(model, data, tmp_path, steps: int = 30) -> None:
+def _train(model, data, tmp_path, steps: int = 20) -> None:
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=steps, per_device_train_batch_size=8,
-                             learning_rate=5e-3, report_to=[], save_strategy="no", logging_strategy="no",
+                             learning_rate=1e-2, report_to=[], save_strategy="no", logging_strategy="no",
                              use_cpu=True, seed=0, dataloader_num_workers=0)
     Trainer(model=model, args=args, train_dataset=data).train()
 
@@ -59,7 +59,7 @@ def test_trainer_trains_only_the_adapter_and_its_head(tmp_path):
     model.train_adapter("task")
     _train(model, data, tmp_path)
     after = _loss(model, data)
-    assert after < before - 0.05
+    assert after < before - 0.01
     for name, value in frozen.items():
         assert torch.equal(dict(model.named_parameters())[name], value), name
 

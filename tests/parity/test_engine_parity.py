@@ -17,7 +17,11 @@ SPECS = [
     "lora[r=4,alpha=16,attn_matrices=['q','k','v'],intermediate_lora=True,output_lora=True]",
     "ia3",
 ]
+PREFIX = "prefix_tuning[prefix_length=3,bottleneck_size=16]"
 ARCH_SPECS = [("bert", s) for s in SPECS] + [
+    ("bert", "prompt_tuning[prompt_length=3]"), ("distilbert", "prompt_tuning[prompt_length=2]"),
+    ("roberta", "prompt_tuning[prompt_length=2,combine='prefix_after_bos']"),
+    ("bert", PREFIX), ("bert", "prefix_tuning[prefix_length=2,flat=True,leave_out=[0]]"), ("roberta", PREFIX),
     ("roberta", SPECS[0]), ("roberta", SPECS[4]), ("xlm-roberta", SPECS[1]),
     ("distilbert", SPECS[0]), ("distilbert", SPECS[1]), ("distilbert", SPECS[2]), ("distilbert", SPECS[4]),
     ("gpt2", SPECS[0]), ("gpt2", SPECS[1]), ("gpt2", SPECS[2]),
@@ -37,12 +41,29 @@ def backbone_dir(tmp_path):
     return build
 
 
-def _theirs(path):
-    return adapters.AutoAdapterModel.from_pretrained(path).eval()
+def _theirs(path, spec=""):
+    # with padding, adapters 1.3.0's sdpa path lets prompt tokens attend to padded positions; its eager path
+    # (which we follow) masks them, so prompt tuning is compared in eager mode
+    kwargs = {"attn_implementation": "eager"} if "prompt" in spec else {}
+    return adapters.AutoAdapterModel.from_pretrained(path, **kwargs).eval()
 
 
-def _ours(path):
-    return AutoAdapterModel.from_pretrained(path).eval()
+def _ours(path, spec=""):
+    kwargs = {"attn_implementation": "eager"} if "prompt" in spec else {}
+    return AutoAdapterModel.from_pretrained(path, **kwargs).eval()
+
+
+def _mode(arch, spec):
+    """adapters 1.3.0 crashes on DistilBERT prompt tuning in eager mode: compare DistilBERT in sdpa mode."""
+    return "" if arch == "distilbert" else spec
+
+
+def _inputs(arch, spec):
+    """DistilBERT prompt tuning in sdpa mode (adapters 1.3.0) lets prompts see padding: compare without padding."""
+    inputs = tiny_inputs()
+    if arch == "distilbert" and "prompt" in spec:
+        inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
+    return inputs
 
 
 def _out(model, inputs):
@@ -51,14 +72,16 @@ def _out(model, inputs):
 
 
 def _library_modules(model, name):
-    return [m for n, m in model.named_modules() if n.endswith(f".adapters.{name}") or n.endswith(f".loras.{name}")]
+    ends = (f".adapters.{name}", f".loras.{name}", f"prefix_tuning.prefix_tunings.{name}",
+            f"prompt_tunings.{name}")
+    return [m for n, m in model.named_modules() if n.endswith(ends) and ".pool." not in n]
 
 
 @pytest.mark.parametrize("arch, spec", ARCH_SPECS)
 def test_library_adapter_loads_in_ours(arch, spec, backbone_dir, tmp_path):
     path = backbone_dir(arch)
-    inputs = tiny_inputs()
-    theirs = _theirs(path)
+    inputs = _inputs(arch, spec)
+    theirs = _theirs(path, _mode(arch, spec))
     theirs.add_adapter("x", config=spec)
     randomise(_library_modules(theirs, "x"))
     theirs.set_active_adapters("x")
@@ -70,25 +93,25 @@ def test_library_adapter_loads_in_ours(arch, spec, backbone_dir, tmp_path):
         theirs.save_adapter(str(tmp_path / "saved"), "x")
         pickled = True
 
-    ours = _ours(path)
+    ours = _ours(path, _mode(arch, spec))
     plain = _out(ours, inputs)
     assert ours.load_adapter(str(tmp_path / "saved"), set_active=True, allow_pickle=pickled) == "x"
     got = _out(ours, inputs)
-    assert (expected - plain).abs().max() > 1e-3  # the adapter changes the output
+    assert expected.shape != plain.shape or (expected - plain).abs().max() > 1e-3  # the adapter has an effect
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch, spec", ARCH_SPECS)
 def test_our_adapter_loads_in_library(arch, spec, backbone_dir, tmp_path):
     path = backbone_dir(arch)
-    inputs = tiny_inputs()
-    ours = _ours(path)
+    inputs = _inputs(arch, spec)
+    ours = _ours(path, _mode(arch, spec))
     ours.add_adapter("y", config=spec, set_active=True)
     randomise(ours.get_adapter("y"))
     expected = _out(ours, inputs)
     ours.save_adapter(str(tmp_path / "a" / "b"), "y")
 
-    theirs = _theirs(path)
+    theirs = _theirs(path, _mode(arch, spec))
     theirs.load_adapter(str(tmp_path / "a" / "b"), use_safetensors=True, set_active=True)
     torch.testing.assert_close(_out(theirs, inputs), expected, atol=1e-5, rtol=1e-5)
 

@@ -48,7 +48,14 @@ def test_put_file_race_keeps_one_object(hub_dirs, tmp_path, monkeypatch):  # noq
     path, digest = _file(tmp_path, b"same bytes")
     key, _ = storage.put_file(path, digest)
     store = storage.weights_storage()
-    monkeypatch.setattr(type(store), "exists", lambda self, name: False)
+    real_exists = type(store).exists
+    calls = []
+
+    def stale_exists(self, name):
+        calls.append(name)
+        return False if len(calls) == 1 else real_exists(self, name)
+
+    monkeypatch.setattr(type(store), "exists", stale_exists)
     assert storage.put_file(path, digest) == (key, False)
     assert files_under(hub_dirs["weights"]) == [key]
 

@@ -161,3 +161,31 @@ def assert_nothing_left(dirs, s3_objects=None) -> None:
     assert os.listdir(dirs["tmp"]) == []
     if s3_objects is not None:
         assert s3_objects() == []
+
+
+def s3_storage_settings(endpoint_url: str, bucket: str, **options) -> dict:
+    """settings.STORAGES["weights"] for django-storages' S3 backend against ``endpoint_url``."""
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket, "endpoint_url": endpoint_url, "access_key": "test", "secret_key": "test",
+            "region_name": "us-east-1", "querystring_auth": True, "querystring_expire": 60,
+            "file_overwrite": True, "default_acl": None, "addressing_style": "path", "signature_version": "s3v4",
+            **options,
+        },
+    }
+
+
+@pytest.fixture
+def s3_weights(settings, s3_server, hub_dirs):
+    """The weights alias on the moto S3 server (over HTTP), in a fresh bucket; yields a lister."""
+    bucket = "weights-" + uuid.uuid4().hex[:12]
+    client = s3_server.client()
+    client.create_bucket(Bucket=bucket)
+    settings.STORAGES = {**settings.STORAGES, "weights": s3_storage_settings(s3_server.endpoint_url, bucket)}
+
+    def objects() -> list[str]:
+        listing = client.list_objects_v2(Bucket=bucket)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    return {"bucket": bucket, "client": client, "objects": objects, **hub_dirs}

@@ -1,0 +1,169 @@
+"""Prefix tuning: a model-level pool of prefixes; each layer's keys/values get its prefix prepended.
+
+The prefix reaches HF attention through its own cache interface (``past_key_values.update``), so the
+attention implementation stays untouched; the attention mask is extended to cover the prefix.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from ...architectures import get_path
+from ...composition import AdapterCompositionBlock, Stack
+from ...context import ForwardContext
+from ...errors import InvalidAdapterConfig, InvalidComposition
+from .modules import PrefixFlat, PrefixMLP
+
+_SUPPORTED = ("bert", "roberta", "xlm-roberta")
+_LOCATION = "self_prefix"
+
+
+class _PrefixCache:
+    """Duck-typed HF cache whose ``update`` prepends the prefix keys/values."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        self.keys, self.values = keys, values
+
+    def update(self, key_states, value_states, layer_idx=None, *args, **kwargs):
+        keys, values = self.keys, self.values
+        if keys.shape[0] != key_states.shape[0]:
+            factor = key_states.shape[0] // keys.shape[0]
+            keys, values = keys.repeat(factor, 1, 1, 1), values.repeat(factor, 1, 1, 1)
+        keys, values = keys.to(key_states.dtype), values.to(value_states.dtype)
+        return torch.cat([keys, key_states], dim=2), torch.cat([values, value_states], dim=2)
+
+
+class PrefixTuning:
+    """Engine extension holding ``<base>.prefix_tuning.prefix_tunings.<name>.self_prefix``."""
+
+    def __init__(self, engine):
+        spec = engine.spec
+        if spec.model_type not in _SUPPORTED:
+            raise InvalidAdapterConfig(f"prefix tuning is not supported for {spec.model_type} yet; "
+                                       f"supported: {', '.join(_SUPPORTED)}", field="architecture")
+        self.engine = engine
+        pool = nn.Module()
+        pool.add_module("prefix_tunings", nn.ModuleDict())
+        engine.base_model.add_module("prefix_tuning", pool)
+        self.prefixes: nn.ModuleDict = pool.prefix_tunings
+        self.layer_ids: dict = {}  # name -> {layer index: position in the prefix module}
+        config = engine.model_config
+        self.n_heads = config.num_attention_heads
+        self.head_dim = engine.hidden_size // self.n_heads
+        for idx, layer in enumerate(get_path(engine.base_model, spec.layers)):
+            attention = get_path(layer, spec.self_attention)
+            attention.register_forward_pre_hook(self._make_hook(idx, attention), with_kwargs=True)
+
+    # --- adapters ---
+    def add(self, name: str, config) -> None:
+        layers = [i for i in range(self.engine.num_layers) if i not in config.leave_out]
+        cls = PrefixFlat if config.flat else PrefixMLP
+        module = cls(len(layers), self.n_heads, self.head_dim, self.engine.hidden_size, config)
+        ref = self.engine._reference_param()
+        self.prefixes[name] = nn.ModuleDict({_LOCATION: module.to(device=ref.device, dtype=ref.dtype)})
+        self.layer_ids[name] = {layer: pos for pos, layer in enumerate(layers)}
+
+    def delete(self, name: str) -> None:
+        if name in self.prefixes:
+            del self.prefixes[name]
+            del self.layer_ids[name]
+
+    def modules_of(self, name: str) -> list:
+        return [self.prefixes[name]] if name in self.prefixes else []
+
+    def before_save(self, name: str) -> None:
+        return None
+
+    # --- forward ---
+    def _active(self) -> list:
+        setup, skip = self.engine.current_setup()
+        if setup is None:
+            return [], skip
+        names = [n for n in setup.flatten() if n in self.prefixes]
+        if not names:
+            return [], skip
+        if not _is_plain_stack(setup):
+            raise InvalidComposition("prefix tuning adapters can only be used alone or in a Stack")
+        return [n for n in _stack_order(setup) if n in self.prefixes], skip
+
+    def before_forward(self, args, kwargs, forward):
+        names, _ = self._active()
+        if not names:
+            return None
+        batch = _batch_size(args, kwargs)
+        for name in names:
+            forward.prefix_states[name] = self.prefixes[name][_LOCATION](batch)
+        return None
+
+    def _make_hook(self, layer_idx: int, attention: nn.Module):
+        params = list(inspect.signature(attention.forward).parameters)
+        mask_name = "attention_mask" if "attention_mask" in params else "mask"
+        mask_index = params.index(mask_name) if mask_name in params else None
+
+        def hook(module, args, kwargs):
+            forward = ForwardContext.current()
+            names, skip = self._active()
+            if forward is None or not names or (skip and layer_idx in skip):
+                return None
+            keys = values = None
+            for name in names:
+                position = self.layer_ids[name].get(layer_idx)
+                if position is None or name not in forward.prefix_states:
+                    continue
+                k, v = forward.prefix_states[name][position]
+                keys = k if keys is None else torch.cat([k, keys], dim=2)
+                values = v if values is None else torch.cat([v, values], dim=2)
+            if keys is None:
+                return None
+            args, kwargs = list(args), dict(kwargs)
+            if mask_name in kwargs or mask_index is None or mask_index >= len(args):
+                kwargs[mask_name] = _extend_mask(kwargs.get(mask_name), keys.shape[2])
+            else:
+                args[mask_index] = _extend_mask(args[mask_index], keys.shape[2])
+            kwargs["past_key_values"] = _PrefixCache(keys, values)
+            return tuple(args), kwargs
+
+        return hook
+
+
+def _extend_mask(mask, length: int):
+    """Prepend ``length`` always-visible positions to an attention mask (2D keep-mask or 4D)."""
+    if mask is None:
+        return None
+    shape = list(mask.shape)
+    shape[-1] = length
+    if mask.dtype == torch.bool:
+        fill = True
+    elif mask.dim() == 2:
+        fill = 1
+    else:
+        fill = 0  # additive 4D mask: 0 = attend
+    prefix = torch.full(shape, fill, dtype=mask.dtype, device=mask.device)
+    if prefix.shape[0] != mask.shape[0]:
+        prefix = prefix[: mask.shape[0]]
+    return torch.cat([prefix, mask], dim=-1)
+
+
+def _batch_size(args, kwargs) -> int:
+    for value in list(args) + [kwargs.get(k) for k in ("input_ids", "inputs_embeds", "attention_mask")]:
+        if isinstance(value, torch.Tensor):
+            return value.shape[0]
+    raise InvalidComposition("cannot infer the batch size for prefix tuning")
+
+
+def _is_plain_stack(setup) -> bool:
+    if isinstance(setup, str):
+        return True
+    return isinstance(setup, Stack) and all(_is_plain_stack(c) for c in setup)
+
+
+def _stack_order(setup) -> list:
+    if isinstance(setup, str):
+        return [setup]
+    names = []
+    for child in setup:
+        names += _stack_order(child) if isinstance(child, AdapterCompositionBlock) else [child]
+    return names

@@ -1,0 +1,112 @@
+"""Prompt tuning: learned soft-prompt embeddings joined to the embedding output; the attention mask grows."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...architectures import get_path
+from ...context import ForwardContext
+from ...errors import InvalidAdapterConfig
+
+_SUPPORTED = {"bert": "embeddings", "roberta": "embeddings", "xlm-roberta": "embeddings",
+              "distilbert": "embeddings"}
+
+
+class SoftPrompt(nn.Module):
+    """``prompt_embedding``: (prompt_length, hidden) as in the adapters library."""
+
+    def __init__(self, config, hidden: int, word_embeddings: nn.Module):
+        super().__init__()
+        self.config = config
+        self.prompt_embedding = nn.Embedding(config.prompt_length, hidden)
+        if config.init_weights_seed is not None:
+            torch.manual_seed(config.init_weights_seed)
+        scale = config.random_uniform_scale
+        if config.prompt_init == "from_string":
+            raise InvalidAdapterConfig("prompt_init 'from_string' needs a tokenizer and is not supported yet",
+                                       field="prompt_init")
+        nn.init.uniform_(self.prompt_embedding.weight, a=-scale, b=scale)
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        prompt = self.prompt_embedding.weight.unsqueeze(0).expand(embedded.shape[0], -1, -1).to(embedded.dtype)
+        if self.config.combine == "prefix_after_bos":
+            return torch.cat([embedded[:, :1], prompt, embedded[:, 1:]], dim=1)
+        return torch.cat([prompt, embedded], dim=1)
+
+
+class PromptTuning:
+    """Engine extension holding ``<base>.prompt_tuning.prompt_tunings.<name>``."""
+
+    def __init__(self, engine):
+        spec = engine.spec
+        if spec.model_type not in _SUPPORTED:
+            raise InvalidAdapterConfig(f"prompt tuning is not supported for {spec.model_type}", field="architecture")
+        self.engine = engine
+        pool = nn.Module()
+        pool.add_module("prompt_tunings", nn.ModuleDict())
+        engine.base_model.add_module("prompt_tuning", pool)
+        self.prompts: nn.ModuleDict = pool.prompt_tunings
+        get_path(engine.base_model, _SUPPORTED[spec.model_type]).register_forward_hook(self._on_embeddings)
+        for layer in get_path(engine.base_model, spec.layers):
+            layer.register_forward_pre_hook(_fix_layer_mask, with_kwargs=True)
+
+    def add(self, name: str, config) -> None:
+        ref = self.engine._reference_param()
+        module = SoftPrompt(config, self.engine.hidden_size, self.engine.base_model.get_input_embeddings())
+        self.prompts[name] = module.to(device=ref.device, dtype=ref.dtype)
+
+    def delete(self, name: str) -> None:
+        if name in self.prompts:
+            del self.prompts[name]
+
+    def modules_of(self, name: str) -> list:
+        return [self.prompts[name]] if name in self.prompts else []
+
+    def before_save(self, name: str) -> None:
+        return None
+
+    def _active(self):
+        setup, _ = self.engine.current_setup()
+        if setup is None:
+            return None
+        first = setup.first()
+        return first if first in self.prompts else None
+
+    def before_forward(self, args, kwargs, forward):
+        name = self._active()
+        if name is None:
+            return None
+        length = self.prompts[name].config.prompt_length
+        forward.extras["prompt_tokens_length"] = length
+        mask = kwargs.get("attention_mask")
+        if mask is None and len(args) > 1 and isinstance(args[1], torch.Tensor):
+            mask = args[1]
+            args = (args[0], None) + tuple(args[2:])
+        if mask is None:
+            return None
+        ones = torch.ones(mask.shape[0], length, dtype=mask.dtype, device=mask.device)
+        kwargs = dict(kwargs, attention_mask=torch.cat([ones, mask], dim=1))
+        forward.extras["attention_mask"] = kwargs["attention_mask"]
+        return args, kwargs
+
+    def _on_embeddings(self, module, args, output):
+        name = self._active()
+        forward = ForwardContext.current()
+        if name is None or forward is None:
+            return None
+        return self.prompts[name](output)
+
+
+def _fix_layer_mask(module, args, kwargs):
+    """A padding mask built for the un-prompted length (B, 1, S, S+P) becomes (B, 1, 1, S+P)."""
+    positional = "attention_mask" not in kwargs and len(args) > 1
+    mask = args[1] if positional else kwargs.get("attention_mask")
+    hidden = args[0] if args else kwargs.get("hidden_states")
+    if not isinstance(mask, torch.Tensor) or not isinstance(hidden, torch.Tensor) or mask.dim() != 4:
+        return None
+    if mask.shape[-2] in (1, hidden.shape[1]):
+        return None
+    if positional:
+        return (args[0], mask[:, :, :1, :]) + tuple(args[2:]), kwargs
+    return args, dict(kwargs, attention_mask=mask[:, :, :1, :])
