@@ -14,6 +14,7 @@ from .context import AdapterSetup, ForwardContext
 from .errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
 from .methods.bottleneck import BottleneckAdapter, BottleneckLayer
 from .methods.lora import LoRALayer
+from .methods.lora.merged import MergedQKVLoRALayer
 
 _BATCHED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
 
@@ -46,6 +47,8 @@ class AdapterEngine:
                 self.bottleneck_layers.append(BottleneckLayer(self, layer, idx, site))
             for key, path in spec.lora_attn.items():
                 self.lora_layers.append(LoRALayer(self, get_path(layer, path), idx, "selfattn", key))
+            if spec.merged_qkv:
+                self.lora_layers.append(MergedQKVLoRALayer(self, get_path(layer, spec.merged_qkv), idx))
             self.lora_layers.append(LoRALayer(self, get_path(layer, spec.lora_intermediate), idx, "intermediate"))
             self.lora_layers.append(LoRALayer(self, get_path(layer, spec.lora_output), idx, "output"))
         self.base_model.register_forward_pre_hook(self._before_base_forward, with_kwargs=True)
@@ -87,10 +90,6 @@ class AdapterEngine:
                     module = BottleneckAdapter(name, self.hidden_size, down, config)
                     layer.adapters[name] = module.to(device=ref.device, dtype=ref.dtype)
         elif isinstance(config, LoRAConfig):
-            if self.spec.merged_qkv and config.selfattn_lora and config.attn_matrices:
-                raise InvalidAdapterConfig(
-                    f"LoRA on the fused attention projection of {self.spec.model_type} is not supported yet; "
-                    "use selfattn_lora=False with intermediate_lora/output_lora", field="selfattn_lora")
             for layer in self.lora_layers:
                 if layer.add(name, config):
                     layer.adapters[name].to(device=ref.device, dtype=ref.dtype)

@@ -74,38 +74,51 @@ def save_all_adapters(model, save_directory, with_head: bool = True) -> None:
         save_adapter(model, os.path.join(save_directory, name), name, with_head=with_head)
 
 
-def resolve_adapter_folder(adapter_name_or_path, **kwargs) -> Path:
-    """A local folder, a hub identifier (task/subtask@org) or a Hugging Face repo id -> local folder."""
+def resolve_adapter_folder(adapter_name_or_path, model_name: Optional[str] = None, **kwargs) -> Path:
+    """A local folder, a hub identifier (``task/subtask@org``) or a Hugging Face repo id -> local folder.
+
+    Identifiers with ``@org`` (or any identifier when ``ADAPTERS_HUB_URL`` is set) go to the hub first;
+    other ``owner/name`` strings go to the Hugging Face Hub first (its local cache works offline).
+    """
     path = Path(os.fspath(adapter_name_or_path)).expanduser()
     if path.is_dir():
         return path
     text = str(adapter_name_or_path)
-    if path.exists() or text.startswith((".", "/", "~")) or os.sep in text.strip("/").replace("/", "", 1):
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
         raise IncompatibleAdapter(f"adapter folder {text!r} does not exist", field="path")
-    if "@" in text:
-        return _from_hub(text, **kwargs)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id=text, **{k: v for k, v in kwargs.items() if k in ("revision",)}))
-    except Exception as hf_error:
+    sources = [_from_hub, _from_hf]
+    if "@" not in text and not os.environ.get("ADAPTERS_HUB_URL"):
+        sources.reverse()
+    errors = []
+    for source in sources:
         try:
-            return _from_hub(text, **kwargs)
-        except ImportError:
-            raise IncompatibleAdapter(f"cannot find adapter {text!r}: {hf_error}", field="path") from hf_error
+            return source(text, model_name, **kwargs)
+        except Exception as exc:  # try the next source, report all failures together
+            errors.append(f"{source.__doc__}: {exc}")
+    raise IncompatibleAdapter(f"cannot find adapter {text!r} ({'; '.join(errors)})", field="path")
 
 
-def _from_hub(identifier: str, **kwargs) -> Path:
+def _from_hub(identifier: str, model_name: Optional[str], **kwargs) -> Path:
+    """adapter hub"""
     from .api import download
 
-    return Path(download(identifier, **kwargs))
+    allowed = {k: v for k, v in kwargs.items() if k in ("config", "version", "cache_dir", "hub")}
+    return Path(download(identifier, model_name=model_name, **allowed))
+
+
+def _from_hf(repo_id: str, model_name: Optional[str], **kwargs) -> Path:
+    """Hugging Face Hub"""
+    from huggingface_hub import snapshot_download
+
+    allowed = {k: v for k, v in kwargs.items() if k in ("revision", "cache_dir")}
+    return Path(snapshot_download(repo_id=repo_id, **allowed))
 
 
 def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, with_head: bool = True,
                  set_active: bool = False, allow_pickle: bool = False, **kwargs) -> str:
     """Add the adapter stored in a folder (or downloaded) to ``model``; returns its name in the model."""
     engine = model.adapter_engine
-    folder = resolve_adapter_folder(adapter_name_or_path, **kwargs)
+    folder = resolve_adapter_folder(adapter_name_or_path, model_name=_model_name(model), **kwargs)
     config, meta = read_adapter_config_json(_read_json(folder / CONFIG_FILE))
     check_model_compatible(engine, meta)
     state = read_weights(folder, WEIGHTS_FILE, PICKLE_WEIGHTS_FILE, allow_pickle)

@@ -99,6 +99,8 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
                 attention_mask = attention_mask.repeat(len(parallel_names), 1)
             if state.extras.get("attention_mask") is not None:
                 attention_mask = state.extras["attention_mask"]
+            if state.extras.get("prompt_tokens_length"):
+                head_kwargs.setdefault("prompt_tokens_length", state.extras["prompt_tokens_length"])
         if output_adapter_gating_scores:
             outputs["adapter_gating_scores"] = engine.gating_scores
         if output_adapter_fusion_attentions:

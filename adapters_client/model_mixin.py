@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .composition import AdapterCompositionBlock, BatchSplit, Fuse, Parallel, Stack, parse_composition
+from .composition import AdapterCompositionBlock, Fuse, parse_composition
 from .configs import load_config
 from .engine import AdapterEngine
 from .errors import InvalidAdapterConfig, InvalidComposition
@@ -55,18 +55,17 @@ class ModelAdaptersMixin:
         self.set_active_adapters(adapter_setup)
 
     def _activate_matching_head(self, block) -> None:
+        """Like the adapters library: a setup also activates the heads named after its adapters."""
         heads = getattr(self, "heads", None)
         if block is None or heads is None or not hasattr(type(self), "active_head"):
             return
-        final = block.children[-1] if isinstance(block, Stack) and len(block) == 1 else block
-        if isinstance(final, Stack):
-            final = final.children[-1]
-        if isinstance(final, str) and final in heads:
-            self.active_head = final
-        elif isinstance(final, (Parallel, BatchSplit)):
-            names = [c if isinstance(c, str) else c.last() for c in final]
-            if all(n in heads for n in names):
-                self.active_head = names
+        try:
+            from .heads import head_setup_for
+        except ImportError:  # pragma: no cover - heads not available
+            return
+        head_setup = head_setup_for(block, heads)
+        if head_setup is not None:
+            self.active_head = head_setup
 
     # --- training ---
     def freeze_model(self, freeze: bool = True) -> None:

@@ -7,6 +7,7 @@ GET  /api/v1/files/<file_id>/download   302 to a short-lived presigned URL, or t
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 from django.http import FileResponse, HttpResponseRedirect
 from django.urls import path, reverse
@@ -32,8 +33,12 @@ ERROR = inline_serializer(
 class UploadRequestSerializer(serializers.Serializer):
     """The multipart form of an upload (documentation; the service does the checking)."""
 
+    archive = serializers.FileField(
+        required=False,
+        help_text="Instead of files: one zip or tar(.gz) of the adapter folder (files at the top or in one folder).",
+    )
     files = serializers.ListField(
-        child=serializers.FileField(),
+        child=serializers.FileField(), required=False,
         help_text="The adapter folder's files, one part each, named by their file name: adapter_config.json, "
                   "adapter.safetensors, optionally head_config.json + model_head.safetensors, "
                   "adapter_fusion_config.json + model_adapter_fusion.safetensors, README.md.",
@@ -131,13 +136,21 @@ class UploadView(APIView):
     def post(self, request):
         data = request.data
         files = request.FILES.getlist("files")
-        result = upload_service.upload_version(
-            request.user, request.auth, data.get("identifier", ""), files,
-            model_name=data.get("model_name", ""), version=data.get("version", ""),
-            claimed_score=data.get("claimed_score"), description=data.get("description", ""),
-            license=data.get("license", ""), declared_sha256=_declared_sha256(data.get("sha256")),
-            visibility=data.get("visibility") or Visibility.PUBLIC,
-        )
+        archives = request.FILES.getlist("archive")
+        unknown = sorted(set(request.FILES) - {"files", "archive"})
+        if unknown:
+            raise InvalidInput(f"unexpected file field(s) {', '.join(unknown)}; send files as 'files'",
+                               field=unknown[0])
+        if archives and files or len(archives) > 1:
+            raise InvalidInput("send either the files or one archive, not both", field="archive")
+        with upload_service.unpacked_archive(archives[0]) if archives else nullcontext(files) as incoming:
+            result = upload_service.upload_version(
+                request.user, request.auth, data.get("identifier", ""), incoming,
+                model_name=data.get("model_name", ""), version=data.get("version", ""),
+                claimed_score=data.get("claimed_score"), description=data.get("description", ""),
+                license=data.get("license", ""), declared_sha256=_declared_sha256(data.get("sha256")),
+                visibility=data.get("visibility") or Visibility.PUBLIC,
+            )
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(_version_body(request, result), status=code)
 

@@ -30,7 +30,9 @@ class YankView(APIView):
 class UnyankView(APIView):
     """Undo a yank."""
 
-    @extend_schema(operation_id="adapters_versions_unyank", request=None, responses={200: VersionSerializer, **WRITE_ERRORS})
+    @extend_schema(
+        operation_id="adapters_versions_unyank", request=None, responses={200: VersionSerializer, **WRITE_ERRORS}
+    )
     def post(self, request, pk: int, version: str):
         adapter = writable_adapter(request, pk, action="unyank versions of")
         return Response(VersionSerializer(versions.unyank(adapter, version)).data)

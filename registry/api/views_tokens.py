@@ -46,7 +46,8 @@ class TokenListView(APIView):
     def get(self, request):
         require_login(request)
         paginator = HubPagination()
-        tokens = ApiToken.objects.filter(user=request.user).prefetch_related("organisations").order_by("-created_at", "-id")
+        tokens = ApiToken.objects.filter(user=request.user).prefetch_related("organisations")
+        tokens = tokens.order_by("-created_at", "-id")
         page = paginator.paginate_queryset(tokens, request, view=self)
         return paginator.get_paginated_response(TokenSerializer(page, many=True).data)
 

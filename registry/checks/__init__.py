@@ -4,6 +4,7 @@ Each check takes a path (or bytes / a parsed dict) and either returns what it le
 raises. Nothing here ever unpickles, executes or imports uploaded content.
 """
 
+from .archives import extract_archive
 from .configs import AdapterMeta, check_adapter_config, check_head_config, check_fusion_config, load_json_file
 from .files import (
     ALLOWED_FILENAMES,
@@ -31,6 +32,7 @@ __all__ = [
     "check_limits",
     "check_not_pickle",
     "check_safetensors",
+    "extract_archive",
     "load_json_file",
     "sha256_file",
     "version_digest",

@@ -53,12 +53,12 @@ def _zip_members(path: str) -> Iterator[_Member]:
     zf = zipfile.ZipFile(path)
     with zf:
         for info in zf.infolist():
-            mode = info.external_attr >> 16
+            file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver recorded no type
             if info.is_dir():
                 kind = "dir"
-            elif stat.S_ISLNK(mode):
+            elif file_type == stat.S_IFLNK:
                 kind = "symbolic link"
-            elif mode and not stat.S_ISREG(mode):
+            elif file_type not in (0, stat.S_IFREG):
                 kind = "special file"
             else:
                 kind = "file"
@@ -137,6 +137,8 @@ def extract_archive(path: str, archive_name: str, dest_dir: str) -> dict[str, st
             extracted[base] = target
     except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
         raise InvalidArchive(f"{archive_name}: damaged or unsupported archive ({exc})") from None
+    finally:
+        members.close()
     if not extracted:
         raise InvalidArchive(f"{archive_name}: the archive holds no files")
     return extracted

@@ -145,7 +145,9 @@ def pick_version(adapter: Adapter, version: str = "") -> tuple[AdapterVersion, s
     return chosen, ""
 
 
-def resolve(text: str, *, user=None, auth=None, model_name: str = "", config: str = "", version: str = "") -> Resolution:
+def resolve(
+    text: str, *, user=None, auth=None, model_name: str = "", config: str = "", version: str = ""
+) -> Resolution:
     """Resolve an identifier for ``user``: invisible adapters behave as if they did not exist."""
     ident = parse_identifier(text)
     adapter = pick_adapter(ident, visible_adapters(user, auth), model_name=model_name, config=config)

@@ -13,15 +13,19 @@ import logging
 import math
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 from adapters_client.errors import InvalidIdentifier
 from adapters_client.identifiers import AdapterId
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 
 from ..checks import (
     check_declared_digests, check_file_set, check_folder, check_limits, sha256_file, version_digest,
 )
+from ..checks.archives import extract_archive
 from ..checks.configs import AdapterMeta
 from ..choices import Visibility
 from ..errors import InvalidConfig, InvalidIdentifierError, InvalidInput, NotFound, PlatformError, VersionExists
@@ -73,10 +77,30 @@ def as_incoming(item) -> IncomingFile:
     )
 
 
+@contextlib.contextmanager
+def unpacked_archive(archive):
+    """Unpack an uploaded archive into a private temp dir; yields IncomingFiles; always cleans up."""
+    source = as_incoming(archive)
+    os.makedirs(settings.HUB_UPLOAD_TMP_DIR, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix="unpack-", dir=settings.HUB_UPLOAD_TMP_DIR)
+    try:
+        paths = extract_archive(source.path, source.name, tmp_dir)
+        yield [IncomingFile(name=name, path=path) for name, path in paths.items()]
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        source.discard()
+
+
 def upload_version(user, auth, identifier, files, model_name, version, claimed_score=None, description="",
                    license="", declared_sha256: dict | None = None,
                    visibility=Visibility.PUBLIC) -> UploadResult:
-    """Check, store and record a new version (status pending); see the module docstring."""
+    """Check, store and record a new version (status pending); see the module docstring.
+
+    ``files`` (uploaded files on disk, IncomingFiles or (name, path) pairs) are consumed: their
+    files are deleted whatever the outcome. Returns the version and whether it was created
+    (False: an identical re-upload). Raises the typed errors of registry.errors.
+    """
+    files = list(files)
     incoming: list[IncomingFile] = []
     try:
         incoming = [as_incoming(f) for f in files]

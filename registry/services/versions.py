@@ -63,7 +63,9 @@ def set_default_version(adapter: Adapter, version: str | None) -> Adapter:
         found = get_version(locked, version)
         if found.status != VersionStatus.VALID or found.yanked:
             state = "yanked" if found.yanked else found.status
-            raise VersionNotDefaultable(f"version '{version}' is {state}; only a valid, non-yanked version can be the default")
+            raise VersionNotDefaultable(
+                f"version '{version}' is {state}; only a valid, non-yanked version can be the default"
+            )
         locked.default_version = found
     locked.save(update_fields=["default_version", "updated_at"])
     return locked

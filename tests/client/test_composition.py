@@ -147,3 +147,52 @@ def test_split_is_not_supported_by_lora():
     model.set_active_adapters(Split("a", "b", splits=[3, 4]))
     with pytest.raises(InvalidComposition):
         hidden(model, tiny_inputs())
+
+
+def test_parallel_with_heads_returns_one_output_per_branch():
+    model = _model_with("a", "b")
+    model.add_classification_head("a", num_labels=2)
+    model.add_classification_head("b", num_labels=3)
+    model.set_active_adapters(Parallel("a", "b"))
+    out = model(**tiny_inputs(), labels=torch.tensor([0, 1]))
+    assert len(out) == 2 and out[0].logits.shape == (2, 2) and out[1].logits.shape == (2, 3)
+    torch.testing.assert_close(out.loss, out[0].loss + out[1].loss)
+
+
+def test_parallel_on_an_init_model_replicates_the_batch():
+    import adapters_client
+    from transformers import BertModel
+
+    from tests.client.engine_helpers import tiny_config
+
+    torch.manual_seed(0)
+    model = adapters_client.init(BertModel(tiny_config("bert")).eval())
+    for i, name in enumerate(("a", "b")):
+        model.add_adapter(name)
+        randomise(model.get_adapter(name), seed=i)
+    inputs = tiny_inputs()
+    model.set_active_adapters("b")
+    only_b = model(**inputs).last_hidden_state
+    model.set_active_adapters(Parallel("a", "b"))
+    both = model(**inputs).last_hidden_state
+    assert both.shape[0] == 4
+    torch.testing.assert_close(both[2:], only_b, atol=1e-5, rtol=1e-5)
+
+
+def test_prefix_tuning_only_alone_or_stacked():
+    model = _model_with("a")
+    model.add_adapter("p", config="prefix_tuning[prefix_length=2,bottleneck_size=4]")
+    model.set_active_adapters(Stack("p", "a"))
+    assert hidden(model, tiny_inputs()).isfinite().all()
+    model.set_active_adapters(Parallel("p", "a"))
+    with pytest.raises(InvalidComposition):
+        hidden(model, tiny_inputs())
+
+
+def test_gating_scores_and_fusion_attentions_are_returned():
+    model = _model_with("a", "b", config="seq_bn[use_gating=True]")
+    model.add_adapter_fusion(Fuse("a", "b"), set_active=True)
+    out = model(**tiny_inputs(), output_adapter_gating_scores=True, output_adapter_fusion_attentions=True)
+    assert set(out["adapter_gating_scores"]) == {"a", "b"}
+    attentions = out["adapter_fusion_attentions"]["a,b"]
+    assert set(attentions) == {0, 1} and attentions[0]["output_adapter"].shape[-1] == 2

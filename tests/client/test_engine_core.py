@@ -131,9 +131,10 @@ def test_train_adapter_freezes_everything_else():
     assert not any("word_embeddings" in n for n in trainable)
 
 
-def test_merge_and_reset_lora_keep_outputs():
-    for spec in ("lora[intermediate_lora=True,output_lora=True]", "ia3"):
-        model = tiny_model()
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "gpt2"])
+def test_merge_and_reset_lora_keep_outputs(arch):
+    for spec in ("lora[intermediate_lora=True,output_lora=True,attn_matrices=['q','v']]", "ia3"):
+        model = tiny_model(arch)
         inputs = tiny_inputs()
         before = {k: v.clone() for k, v in model.state_dict().items()}
         model.add_adapter("l", config=spec, set_active=True)
@@ -151,7 +152,7 @@ def test_merge_and_reset_lora_keep_outputs():
         for key, value in before.items():
             torch.testing.assert_close(model.state_dict()[key], value, atol=1e-6, rtol=1e-5)
     with pytest.raises(InvalidAdapterConfig):
-        tiny_model().merge_adapter("nothing")
+        tiny_model(arch).merge_adapter("nothing")
 
 
 def test_average_adapter():

@@ -173,3 +173,47 @@ def test_failed_reload_keeps_existing_adapter(saved):
         model.load_adapter(str(folder))
     assert model.has_adapter("a") and sorted(model.adapters_config) == ["a"]
     torch.testing.assert_close(hidden(model, tiny_inputs()), before)
+
+
+def test_hugging_face_repo_id_uses_snapshot_download(saved, monkeypatch):
+    import huggingface_hub
+
+    _, folder = saved
+    calls = []
+    monkeypatch.delenv("ADAPTERS_HUB_URL", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: calls.append(repo_id) or folder)
+    model = tiny_model()
+    assert model.load_adapter("someone/my-adapter") == "a"
+    assert calls == ["someone/my-adapter"]
+
+
+def test_hub_identifier_uses_the_hub_download(saved, monkeypatch):
+    import adapters_client.api
+
+    _, folder = saved
+    calls = []
+
+    def fake_download(identifier, **kwargs):
+        calls.append((identifier, kwargs.get("version")))
+        return folder
+
+    monkeypatch.setattr(adapters_client.api, "download", fake_download)
+    model = tiny_model()
+    assert model.load_adapter("sentiment/sst-2@ukp", version="2", load_as="s") == "s"
+    assert calls == [("sentiment/sst-2@ukp", "2")]
+
+
+def test_unresolvable_name_reports_every_source(monkeypatch):
+    import adapters_client.api
+    import huggingface_hub
+
+    def fail(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(adapters_client.api, "download", fail)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    with pytest.raises(IncompatibleAdapter, match="adapter hub.*offline") as info:
+        tiny_model().load_adapter("sentiment/sst-2@ukp")
+    assert "Hugging Face Hub" in str(info.value)
+    with pytest.raises(IncompatibleAdapter, match="does not exist"):
+        tiny_model().load_adapter("a/b/c")

@@ -148,3 +148,19 @@ def test_folder_without_head_and_unknown_names(tmp_path):
     save_file({}, str(bad / "model_head.safetensors"))
     with pytest.raises(IncompatibleAdapter, match="telepathy"):
         model.load_head(str(bad))
+
+
+def test_pickled_head_loads_only_when_asked(tmp_path):
+    source = make_bert()
+    source.add_classification_head("c", num_labels=2)
+    _randomise(source.heads)
+    source.save_head(str(tmp_path), "c")
+    weights = load_file(str(tmp_path / "model_head.safetensors"))
+    os.remove(tmp_path / "model_head.safetensors")
+    torch.save(weights, str(tmp_path / "pytorch_model_head.bin"))
+    with pytest.raises(IncompatibleAdapter):
+        make_bert().load_head(str(tmp_path))
+    target = make_bert()
+    assert target.load_head(str(tmp_path), allow_pickle=True) == "c"
+    x = ids()
+    torch.testing.assert_close(target(x).logits, source(x).logits)

@@ -17,13 +17,11 @@ METHODS = {
     "prefix_tuning": "prefix_tuning[prefix_length=3,bottleneck_size=8]",
     "prompt_tuning": "prompt_tuning[prompt_length=2]",
 }
-GPT2_LORA = {"lora": "lora[selfattn_lora=False,intermediate_lora=True,output_lora=True]",
-             "ia3": "ia3[selfattn_lora=False]"}
 UNSUPPORTED = {("gpt2", "prefix_tuning"), ("gpt2", "prompt_tuning"), ("distilbert", "prefix_tuning")}
 
 
 def _spec(arch, method):
-    return GPT2_LORA.get(method, METHODS[method]) if arch == "gpt2" else METHODS[method]
+    return METHODS[method]
 
 
 CASES = [(a, m) for a in ARCHS for m in METHODS if (a, m) not in UNSUPPORTED]
@@ -56,7 +54,7 @@ def test_method_on_architecture(arch, method, tmp_path):
     torch.testing.assert_close(hidden(fresh, inputs), base)
 
 
-@pytest.mark.parametrize("arch, method", sorted(UNSUPPORTED) + [("gpt2", "lora")])
+@pytest.mark.parametrize("arch, method", sorted(UNSUPPORTED))
 def test_unsupported_combinations_are_refused(arch, method):
     model = tiny_model(arch)
     with pytest.raises(InvalidAdapterConfig):

@@ -75,8 +75,9 @@ def _activate(model, side, setup, head=None):
     Stack, Fuse, Parallel, BatchSplit = _blocks(side)
     block = {"stack": lambda: Stack("a", "b"), "fuse": lambda: Fuse("a", "b", "c"),
              "parallel": lambda: Parallel("a", "b"), "gpt2-parallel": lambda: Parallel("a", "b"),
+             "parallel-skip": lambda: Parallel("a", "b"),
              "batchsplit": lambda: BatchSplit("a", "b", batch_sizes=[1, 3])}[setup]()
-    model.set_active_adapters(block)
+    model.set_active_adapters(block, skip_layers=[0] if setup == "parallel-skip" else None)
     if head is not None:
         model.active_head = head
 
@@ -94,9 +95,10 @@ SCENARIOS = {
     "parallel": ("bert", dict(CONFIGS, c=None), {"a": 2, "b": 3}, False, None),
     "gpt2-parallel": ("gpt2", dict(CONFIGS, c=None), {"a": 2, "b": 3}, False, None),
     "batchsplit": ("bert", dict(CONFIGS, c=None), {"a": 2, "b": 3}, False, None),
+    "parallel-skip": ("bert", dict(CONFIGS, c=None), {"a": 2, "b": 3}, False, None),  # AdapterDrop on layer 0
 }
 SETUPS = list(SCENARIOS)
-MULTI_HEAD = {"parallel", "gpt2-parallel", "batchsplit"}
+MULTI_HEAD = {"parallel", "gpt2-parallel", "batchsplit", "parallel-skip"}
 
 
 def _scenario(setup):

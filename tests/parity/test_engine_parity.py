@@ -26,6 +26,7 @@ ARCH_SPECS = [("bert", s) for s in SPECS] + [
     ("distilbert", SPECS[0]), ("distilbert", SPECS[1]), ("distilbert", SPECS[2]), ("distilbert", SPECS[4]),
     ("gpt2", SPECS[0]), ("gpt2", SPECS[1]), ("gpt2", SPECS[2]),
     ("gpt2", "lora[selfattn_lora=False,intermediate_lora=True,output_lora=True]"),
+    ("gpt2", SPECS[4]), ("gpt2", "lora[r=2,alpha=4]"), ("gpt2", "ia3"), ("gpt2", "lora[attn_matrices=['k']]"),
 ]
 
 

@@ -122,3 +122,28 @@ def test_both_write_the_same_head_files(case, via, backbone_dirs, tmp_path):
     shapes = [{k: tuple(v.shape) for k, v in load_file(str(tmp_path / side / "model_head.safetensors")).items()}
               for side in ("theirs", "ours")]
     assert shapes[1] == shapes[0]
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_dropout_placement_matches_in_training(kind, via, backbone_dirs, tmp_path):
+    """Heads in training mode, same seed: equal outputs only if dropout sits where the library puts it."""
+    theirs = library_model(backbone_dirs[kind])
+    theirs.add_classification_head("h", num_labels=3, layers=3)
+    randomise(theirs, ["heads.h."], seed=13)
+    theirs.save_head(str(tmp_path), "h", use_safetensors=True)
+    ours = our_model(backbone_dirs[kind], via)
+    ours.load_head(str(tmp_path))
+    outputs = []
+    for model in (ours, theirs):
+        model.heads.train()
+        torch.manual_seed(99)
+        with torch.no_grad():
+            outputs.append(_run(model, kind, _class_labels(3), 4))
+    assert_same_output(*outputs)
+    torch.manual_seed(100)
+    with torch.no_grad():
+        other = _run(ours, kind, _class_labels(3), 4)
+    assert ours.heads.h[0].p == theirs.heads.h[0].p > 0
+    # a different seed drops other units: the comparison above is not vacuous
+    assert not torch.allclose(other.logits, outputs[0].logits)

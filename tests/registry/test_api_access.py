@@ -158,3 +158,22 @@ def test_outsider_write_to_private_adapter_is_404(client, private):
     client.force_login(make_user("stranger"))
     assert yank(client, private).status_code == 404
     assert client.delete(f"/api/v1/adapters/{private.pk}").status_code == 404
+
+
+def test_cached_answers_never_cross_callers(client, private):
+    """Anonymous first (cached), then a member, then a narrower token: each sees only its own view.
+
+    Everything is created up front, so no write invalidates the cache between the requests.
+    """
+    member = private.organisation.memberships.get().user
+    narrow = make_token(member, organisations=[make_org("narrow", member=member)])
+    paths = ["/api/v1/adapters", f"/api/v1/adapters/{private.pk}", "/api/v1/resolve?id=sentiment/sst-2@secret"]
+    assert [client.get(p).status_code for p in paths] == [200, 404, 404]
+    assert client.get(paths[0]).json()["count"] == 0
+    client.force_login(member)
+    assert [client.get(p).status_code for p in paths] == [200, 200, 200]
+    assert client.get(paths[0]).json()["count"] == 1
+    client.logout()
+    assert [client.get(p, **bearer(narrow)).status_code for p in paths] == [200, 404, 404]
+    assert client.get(paths[0], **bearer(narrow)).json()["count"] == 0
+    assert client.get(paths[0]).json()["count"] == 0

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
-from .factories import clear_cache, make_user  # noqa: F401
+from .factories import clear_cache, make_adapter, make_user  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -59,8 +59,6 @@ def test_signed_in_users_have_their_own_budget(client, tiny_rates):
     ],
 )
 def test_control_characters_in_paths_are_404_not_500(client, path):
-    from .factories import make_adapter
-
     response = client.get(path.format(pk=make_adapter().pk))
     assert response.status_code == 404
 

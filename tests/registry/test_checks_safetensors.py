@@ -8,6 +8,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from safetensors.numpy import save as save_safetensors
 
 from registry.checks import check_safetensors
@@ -182,3 +185,31 @@ def test_only_the_header_is_read(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", spy_open)
     check_safetensors(path, "adapter.safetensors")
     assert all(n is not None and 0 <= n <= len(header) for n in reads)
+
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "U8": np.uint8, "F64": np.float64}
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=400))
+def test_arbitrary_bytes_only_ever_raise_typed_errors(tmp_path, blob, length):
+    """Whatever the bytes, the check answers accepted or a typed 400/415 - never another exception."""
+    for content in (blob, length.to_bytes(8, "little") + blob):
+        try:
+            _check(tmp_path, content)
+        except (InvalidSafetensors, PickleNotAccepted) as exc:
+            assert exc.status in (400, 415)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(
+    st.text(alphabet="abcdefghij._", min_size=1, max_size=12),
+    st.tuples(st.sampled_from(sorted(_DTYPES)), st.lists(st.integers(0, 4), max_size=3)),
+    min_size=1, max_size=6,
+))
+def test_files_written_by_the_library_are_accepted(tmp_path, spec):
+    tensors = {name: np.zeros(shape, dtype=_DTYPES[dtype]) for name, (dtype, shape) in spec.items()}
+    checked = _check(tmp_path, save_safetensors(tensors))
+    assert {name: (info.dtype, list(info.shape)) for name, info in checked.items()} == {
+        name: (dtype, shape) for name, (dtype, shape) in spec.items()
+    }

@@ -63,3 +63,30 @@ def test_invalid_arguments_fail_without_a_token(args):
     with pytest.raises(CommandError):
         hubtoken("--user", "dave", *args)
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_real_process_prints_exactly_one_line(tmp_path):
+    """Run manage.py as a user would (``TOKEN=$(manage.py hubtoken ...)``), against the test database."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "hubsite.settings.test",
+        "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, str(root / "manage.py"), "hubtoken", "--user", "erin", "--org", "erin-lab"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ahub_")
+    assert find_token(lines[0]).user.username == "erin"
+    assert "created user 'erin'" in result.stderr

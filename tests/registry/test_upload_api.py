@@ -17,8 +17,8 @@ from registry.models import Adapter, AdapterVersion, VersionFile
 from registry.storage import key_for
 
 from .upload_helpers import (
-    adapter_config, adapter_files, assert_nothing_left, files_under, hub_dirs, maintainer_setup,  # noqa: F401
-    post_upload, raw_safetensors,
+    adapter_config, adapter_files, assert_nothing_left, files_under, head_files, hub_dirs,  # noqa: F401
+    maintainer_setup, post_upload, raw_safetensors,
 )
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,8 @@ def token(hub_dirs):  # noqa: F811
     return maintainer_setup()[2]
 
 
-def test_happy_path_records_a_pending_version(client, hub_dirs, token, django_capture_on_commit_callbacks):  # noqa: F811
+def test_happy_path_records_a_pending_version(client, hub_dirs, token,  # noqa: F811
+                                             django_capture_on_commit_callbacks):
     files = adapter_files(**{"README.md": "# SST-2 adapter\n".encode()})
     with django_capture_on_commit_callbacks() as callbacks:
         response = post_upload(client, files, token, claimed_score="0.91", description="tiny", license="mit")
@@ -75,6 +76,25 @@ def test_new_version_reuses_the_adapter_and_shared_objects(client, hub_dirs, tok
     assert response.status_code == 201
     assert Adapter.objects.count() == 1 and AdapterVersion.objects.count() == 2
     assert len(files_under(hub_dirs["weights"])) == 2  # content-addressed: stored once
+
+
+def test_upload_with_a_head(client, hub_dirs, token):  # noqa: F811
+    response = post_upload(client, adapter_files(**head_files()), token)
+    assert response.status_code == 201, response.content
+    assert sorted(VersionFile.objects.values_list("name", flat=True)) == [
+        "adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors",
+    ]
+
+
+def test_bad_head_config_names_the_field(client, hub_dirs, token):  # noqa: F811
+    head = head_files()
+    config = json.loads(head["head_config.json"])
+    config["config"]["num_labels"] = "two"
+    head["head_config.json"] = json.dumps(config).encode()
+    response = post_upload(client, adapter_files(**head), token)
+    assert response.status_code == 400 and response.json()["field"] == "config.num_labels"
+    assert response.json()["filename"] == "head_config.json"
+    assert_nothing_left(hub_dirs)
 
 
 def _entry(offsets, shape=(1,)):

@@ -16,7 +16,8 @@ def test_schema_describes_the_multipart_upload(client):
     body = schema["components"]["schemas"][ref]
     assert body["properties"]["files"]["type"] == "array"
     assert body["properties"]["files"]["items"]["format"] == "binary"
-    assert {"files", "identifier", "model_name", "version"} <= set(body["required"])
+    assert {"identifier", "model_name", "version"} <= set(body["required"])
+    assert body["properties"]["archive"]["format"] == "binary"
     assert {"200", "201", "401", "403", "409", "413", "415", "503"} <= set(post["responses"])
 
 

@@ -66,6 +66,23 @@ def adapter_files(seed: int = 0, **extra: bytes) -> dict[str, bytes]:
     return files
 
 
+def head_files() -> dict[str, bytes]:
+    """head_config.json and model_head.safetensors as adapters 1.3.0 writes a 2-label classification head."""
+    config = {
+        "config": {"activation_function": "tanh", "bias": True, "dropout_prob": None, "head_type": "classification",
+                   "label2id": {"LABEL_0": 0, "LABEL_1": 1}, "layers": 2, "num_labels": 2, "use_pooler": False},
+        "hidden_size": HIDDEN, "model_class": "BertAdapterModel", "model_name": "", "model_type": "bert",
+        "name": "sst-2", "version": "adapters.1.3.0",
+    }
+    weights = {
+        "heads.sst-2.1.weight": np.zeros((HIDDEN, HIDDEN), dtype=np.float32),
+        "heads.sst-2.1.bias": np.zeros(HIDDEN, dtype=np.float32),
+        "heads.sst-2.4.weight": np.zeros((2, HIDDEN), dtype=np.float32),
+        "heads.sst-2.4.bias": np.zeros(2, dtype=np.float32),
+    }
+    return {"head_config.json": json.dumps(config).encode(), "model_head.safetensors": save_safetensors(weights)}
+
+
 def raw_safetensors(header, data: bytes = b"", length: int | None = None) -> bytes:
     """A safetensors file built by hand: ``header`` (dict or raw bytes), then ``data``."""
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()

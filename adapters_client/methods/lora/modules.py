@@ -16,14 +16,14 @@ class LoRA(nn.Module):
 
     composition_mode = "add"
 
-    def __init__(self, in_features: int, out_features: int, config: LoRAConfig):
+    def __init__(self, in_features: int, out_features: int, config: LoRAConfig, groups: int = 1):
         super().__init__()
         if config.use_dora or config.vera_d is not None or config.vera_b is not None or config.use_gating:
             raise InvalidAdapterConfig("DoRA, VeRA and gated LoRA are not supported by the engine", field="use_dora")
         self.r = config.r
         self.scaling = config.alpha / config.r
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        self.lora_A = nn.Parameter(torch.zeros(config.r, in_features))
+        self.lora_A = nn.Parameter(torch.zeros(config.r * groups, in_features))
         self.lora_B = nn.Parameter(torch.zeros(out_features, config.r))
         if config.init_weights_seed is not None:
             torch.manual_seed(config.init_weights_seed)
@@ -63,7 +63,7 @@ class IA3(nn.Module):
 
     composition_mode = "scale"
 
-    def __init__(self, in_features: int, out_features: int, config: LoRAConfig):
+    def __init__(self, in_features: int, out_features: int, config: LoRAConfig, groups: int = 1):
         super().__init__()
         if config.use_gating or config.dropout > 0:
             raise InvalidAdapterConfig("(IA)^3 supports neither gating nor dropout", field="dropout")
@@ -99,5 +99,5 @@ class IA3(nn.Module):
         return weight / (delta_w * self.scaling)
 
 
-def make_lora(in_features: int, out_features: int, config: LoRAConfig) -> nn.Module:
-    return (IA3 if config.composition_mode == "scale" else LoRA)(in_features, out_features, config)
+def make_lora(in_features: int, out_features: int, config: LoRAConfig, groups: int = 1) -> nn.Module:
+    return (IA3 if config.composition_mode == "scale" else LoRA)(in_features, out_features, config, groups)

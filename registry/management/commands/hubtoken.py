@@ -50,7 +50,9 @@ class Command(BaseCommand):
             name=options["name"],
         )
         expiry = token.expires_at.isoformat() if token.expires_at else "never"
-        self.note(f"token {token.prefix}... for '{user.username}' in '{org.slug}', scope {token.scope}, expires {expiry}")
+        self.note(
+            f"token {token.prefix}... for '{user.username}' in '{org.slug}', scope {token.scope}, expires {expiry}"
+        )
         self.stdout.write(raw)
 
     def _user(self, username: str):

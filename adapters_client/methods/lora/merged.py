@@ -1,0 +1,105 @@
+"""LoRA / (IA)^3 on a fused q/k/v projection (GPT-2's ``c_attn``), with the adapters library's weight layout.
+
+lora_A is (r * n, in) and lora_B is (out / 3 * n, r) for the n enabled matrices; the update of each enabled
+third of the output is computed group-wise and the disabled thirds are left unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from ...composition import AdapterCompositionBlock
+from ...errors import InvalidComposition
+from .layer import LoRALayer
+from .modules import make_lora
+
+_MATRICES = ("q", "k", "v")
+
+
+class MergedQKVLoRALayer(LoRALayer):
+    """``loras`` on the fused projection; only a single active adapter is supported (as in the library)."""
+
+    def __init__(self, engine, module, layer_idx: int):
+        super().__init__(engine, module, layer_idx, "selfattn")
+        self.enabled: dict = {}
+
+    def add(self, name: str, config) -> bool:
+        if not config.selfattn_lora or self.layer_idx in config.leave_out:
+            return False
+        enabled = [m in config.attn_matrices for m in _MATRICES]
+        groups = sum(enabled)
+        if groups == 0:
+            return False
+        lora = make_lora(self.in_features, self.out_features // 3 * groups, config, groups=groups)
+        self.adapters[name] = lora.to(self.module.weight.device)
+        mask = torch.tensor(enabled).repeat_interleave(self.out_features // 3)
+        self.enabled[name] = (mask, groups)
+        return True
+
+    def _pad(self, name: str, values: torch.Tensor, fill: float) -> torch.Tensor:
+        mask, _ = self.enabled[name]
+        result = values.new_full((*values.shape[:-1], self.out_features), fill)
+        result[..., mask.to(values.device)] = values
+        return result
+
+    def _delta_w(self, name: str) -> torch.Tensor:
+        """(in, out) weight update (additive) or (1, out) factor (scale), in Conv1D layout."""
+        lora = self.adapters[name]
+        _, groups = self.enabled[name]
+        if lora.composition_mode == "scale":
+            return self._pad(name, lora.lora_B.view(1, -1), 1.0)
+        delta = F.conv1d(lora.lora_A.unsqueeze(0), lora.lora_B.unsqueeze(-1), groups=groups).squeeze(0)
+        return self._pad(name, delta.t(), 0.0)
+
+    def merge(self, name: str) -> None:
+        if name not in self.adapters or self.merged == name:
+            return
+        if self.merged:
+            raise InvalidComposition(f"LoRA {self.merged!r} is already merged; call reset_adapter() first")
+        self._apply(name, invert=False)
+        self.merged = name
+
+    def reset(self) -> None:
+        if self.merged:
+            self._apply(self.merged, invert=True)
+            self.merged = None
+
+    def _apply(self, name: str, invert: bool) -> None:
+        lora = self.adapters[name]
+        delta = self._delta_w(name)
+        weight = self.module.weight
+        with torch.no_grad():
+            if self.transposed is False:  # an nn.Linear stores (out, in)
+                delta = delta.t()
+            if lora.composition_mode == "scale":
+                factor = delta * lora.scaling
+                weight.data = weight.data / factor if invert else weight.data * factor
+                bias = getattr(self.module, "bias", None)
+                if bias is not None:
+                    vector = factor.reshape(-1)
+                    bias.data = bias.data / vector if invert else bias.data * vector
+            else:
+                update = delta * lora.scaling
+                weight.data = weight.data - update if invert else weight.data + update
+
+    def _on_output(self, module, args, output):
+        if self.merged:
+            return None
+        setup = self.engine.setup_for(self)
+        if setup is None:
+            return None
+        if isinstance(setup, AdapterCompositionBlock):
+            if len(setup) != 1 or not isinstance(setup[0], str):
+                raise InvalidComposition(f"{setup!r} cannot be used with LoRA on a fused q/k/v projection")
+            setup = setup[0]
+        if setup not in self.adapters:
+            return None
+        lora = self.adapters[setup]
+        x = args[0]
+        if lora.composition_mode == "scale":
+            return output * (self._pad(setup, lora.lora_B.view(-1), 1.0) * lora.scaling)
+        _, groups = self.enabled[setup]
+        after_a = F.linear(lora.dropout(x), lora.lora_A)
+        after_b = F.conv1d(after_a.transpose(-2, -1), lora.lora_B.unsqueeze(-1), groups=groups).transpose(-2, -1)
+        return output + self._pad(setup, after_b, 0.0) * lora.scaling
