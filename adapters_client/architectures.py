@@ -46,6 +46,7 @@ class ArchSpec:
     embeddings: str  # path from the base model to the word embeddings (prompt tuning)
     hidden_size_attr: str = "hidden_size"
     merged_qkv: Optional[str] = None  # fused q/k/v projection (GPT-2's c_attn)
+    causal: bool = False  # decoder-only: attention is causal
     extra: dict = field(default_factory=dict)
 
 
@@ -108,6 +109,7 @@ _GPT2 = ArchSpec(
     embeddings="wte",
     hidden_size_attr="n_embd",
     merged_qkv="attn.c_attn",
+    causal=True,
 )
 
 ARCHITECTURES = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import Optional
 
 import torch
@@ -16,6 +17,8 @@ from .methods.bottleneck import BottleneckAdapter, BottleneckLayer
 from .methods.lora import LoRALayer
 from .methods.lora.merged import MergedQKVLoRALayer
 
+# the ForwardContext a base-model pre-hook opened itself (no AdapterModel.forward around it)
+_OWNED: contextvars.ContextVar = contextvars.ContextVar("adapters_client_owned_context", default=None)
 _BATCHED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
 
 
@@ -214,15 +217,16 @@ class AdapterEngine:
 
     # --- forward bookkeeping ---
     def _before_base_forward(self, module, args, kwargs):
-        stale = getattr(self, "_owned_context", None)
+        stale = _OWNED.get()
         if stale is not None:  # a previous forward raised before its end hook ran
-            self._owned_context = None
-            stale.__exit__(None, None, None)
+            _OWNED.set(None)
+            if ForwardContext.current() is stale.state:
+                stale.__exit__(None, None, None)
         forward = ForwardContext.current()
         if forward is None:
             context = ForwardContext()
             context.__enter__()
-            self._owned_context = context
+            _OWNED.set(context)
             forward = context.state
         setup, _ = self.current_setup()
         channels = setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
@@ -238,9 +242,9 @@ class AdapterEngine:
         return (args, kwargs) if changed else None
 
     def _after_base_forward(self, module, args, output):
-        context = getattr(self, "_owned_context", None)
+        context = _OWNED.get()
         if context is not None:
-            self._owned_context = None
+            _OWNED.set(None)
             context.__exit__(None, None, None)
         return None
 

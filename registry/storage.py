@@ -7,11 +7,14 @@ Every store failure surfaces as registry.errors.StorageUnavailable (503 with Ret
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
+from contextlib import contextmanager
 
 from django.core.files import File
 from django.core.files.storage import storages
+from django.db import connection
 
 from .errors import StorageUnavailable
 
@@ -85,9 +88,19 @@ def object_exists(key: str) -> bool:
 
 
 def open_for_download(key: str):
-    """Open a stored object for reading (binary)."""
-    with store_errors("open an object"):
+    """Open a stored object for reading (binary).
+
+    A recorded file whose object is gone is our fault, never the user's: 503 with its own code,
+    logged as an error for the operators."""
+    try:
         return weights_storage().open(key, "rb")
+    except FileNotFoundError:
+        log.error("stored object %s is referenced by a version but missing from the weights store", key)
+        raise StorageUnavailable("this file is temporarily unavailable from the weights store; try again later",
+                                 code="object_missing") from None
+    except Exception:  # noqa: BLE001 - mapped by store_errors below
+        with store_errors("open an object"):
+            raise
 
 
 def supports_presigned_urls(storage=None) -> bool:
@@ -104,3 +117,19 @@ def download_url(key: str, filename: str, expires: int) -> str | None:
     params = {"ResponseContentDisposition": f'attachment; filename="{safe_name}"'}
     with store_errors("sign a download URL"):
         return storage.url(key, parameters=params, expire=expires)
+
+
+@contextmanager
+def object_lock(key: str):
+    """Serialise "is this object referenced? then delete it" against "reference this object".
+
+    A transaction-scoped Postgres advisory lock on the key, taken by the upload before it records
+    a VersionFile and by every deleter before it checks references: an upload can never record a
+    reference to an object a cleanup is removing. Must run inside ``transaction.atomic()``. Other
+    databases (the embedded SQLite mode, one process) need no lock.
+    """
+    if connection.vendor == "postgresql":
+        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+    yield

@@ -65,6 +65,3 @@ def connect_signals() -> None:
     m2m_changed.connect(
         invalidate, sender=ApiToken.organisations.through, dispatch_uid="hub-cache-token-orgs", weak=False
     )
-
-
-connect_signals()

@@ -8,10 +8,11 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.storage import storages
+from django.db import transaction
 from django.utils import timezone
 
 from ..models import VersionFile
+from ..storage import object_lock, weights_storage
 
 log = logging.getLogger(__name__)
 ROOT_PREFIX = "sha256"
@@ -27,7 +28,7 @@ def _walk(storage, prefix: str):
 
 def sweep_orphan_objects(now=None, grace_seconds: int | None = None) -> int:
     """Delete unreferenced objects older than the grace period; returns how many were removed."""
-    storage = storages["weights"]
+    storage = weights_storage()
     now = now or timezone.now()
     grace = timedelta(seconds=settings.HUB_ORPHAN_GRACE_SECONDS if grace_seconds is None else grace_seconds)
     try:
@@ -44,7 +45,10 @@ def sweep_orphan_objects(now=None, grace_seconds: int | None = None) -> int:
                 continue
         except (FileNotFoundError, NotImplementedError):
             pass
-        storage.delete(key)
+        with transaction.atomic(), object_lock(key):
+            if VersionFile.objects.filter(storage_key=key).exists():  # referenced since the listing
+                continue
+            storage.delete(key)
         removed += 1
         log.info("removed orphan object %s", key)
     return removed

@@ -31,7 +31,7 @@ from ..choices import Visibility
 from ..errors import InvalidConfig, InvalidIdentifierError, InvalidInput, NotFound, PlatformError, VersionExists
 from ..models import Adapter, AdapterVersion, Organisation, Subtask, Task, VersionFile
 from ..permissions import ensure_can_write
-from ..storage import delete_object, key_for, put_file
+from ..storage import delete_object, key_for, object_exists, object_lock, put_file
 from . import lifecycle
 
 log = logging.getLogger(__name__)
@@ -235,21 +235,35 @@ def _store(incoming: list[IncomingFile], hashes: dict[str, str]) -> list[str]:
 
 
 def _undo_store(keys: list[str]) -> None:
-    """Best effort: delete objects that no recorded VersionFile references."""
+    """Best effort: delete the objects this upload stored that no VersionFile references.
+
+    Under the object's lock, so a concurrent upload of identical bytes, which found the object
+    already stored, cannot record a reference to it while it is being removed."""
     for key in keys:
         try:
-            if VersionFile.objects.filter(storage_key=key).exists():
-                continue
+            with transaction.atomic(), object_lock(key):
+                if VersionFile.objects.filter(storage_key=key).exists():
+                    continue
+                if not delete_object(key):
+                    log.warning("could not delete orphan object %s; the orphan sweeper will", key)
         except DatabaseError:
             log.warning("cannot check references of %s; the orphan sweeper will decide", key)
-            continue
-        if not delete_object(key):
-            log.warning("could not delete orphan object %s; the orphan sweeper will", key)
+
+
+def _ensure_stored(incoming: list[IncomingFile], hashes: dict[str, str]) -> None:
+    """Inside the recording transaction: lock each object and store it again if a cleanup
+    removed it after this upload found it present (the temporary file is still on disk)."""
+    for f in incoming:
+        key = key_for(hashes[f.name])
+        with object_lock(key):
+            if not object_exists(key):
+                put_file(f.path, hashes[f.name])
 
 
 def _record(user, org, task, subtask, model_name, meta, fields, incoming, hashes, digest) -> UploadResult:
     try:
         with transaction.atomic():
+            _ensure_stored(incoming, hashes)
             adapter, _ = Adapter.objects.get_or_create(
                 organisation=org, subtask=subtask, model_name=model_name, config_hash=meta.config_hash,
                 defaults={

@@ -199,3 +199,37 @@ def test_unsupported_architecture():
     with pytest.raises(IncompatibleAdapter) as info:
         adapters_client.init(T5Model(T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=8, vocab_size=20)))
     assert info.value.details["field"] == "model_type"
+
+
+def test_a_failed_forward_leaves_no_stale_state():
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    model = adapters_client.init(BertModel(tiny_config("bert")).eval())
+    model.add_adapter("a")
+    model.add_adapter("b")
+    randomise(model.get_adapter("a"))
+    inputs = tiny_inputs()
+    model.set_active_adapters("a")
+    expected = model(**inputs).last_hidden_state
+    model.set_active_adapters(adapters_client.BatchSplit("a", "b", batch_sizes=[5, 5]))
+    with pytest.raises(InvalidComposition):
+        model(**inputs)
+    model.set_active_adapters(adapters_client.Parallel("a", "b"))
+    assert model(**inputs).last_hidden_state.shape[0] == 4
+    model.set_active_adapters("a")
+    torch.testing.assert_close(model(**inputs).last_hidden_state, expected)
+
+
+def test_concurrent_forwards_in_threads_agree():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = tiny_model()
+    model.add_adapter("a", config="double_seq_bn", set_active=True)
+    randomise(model.get_adapter("a"))
+    batches = [tiny_inputs(seed=s) for s in range(6)]
+    expected = [hidden(model, b) for b in batches]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda b: hidden(model, b), batches))
+    for got, want in zip(results, expected):
+        torch.testing.assert_close(got, want)

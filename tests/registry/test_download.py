@@ -89,3 +89,14 @@ def test_store_failure_is_503(client, uploaded, monkeypatch):
     response = client.get(_url(uploaded["ids"]["adapter.safetensors"]))
     assert response.status_code == 503 and response["Retry-After"]
     assert Adapter.objects.get().download_count == 0
+
+
+def test_missing_object_is_503_with_its_own_code_not_a_500(client, uploaded):
+    from registry import storage
+
+    vf = VersionFile.objects.get(name="adapter.safetensors")
+    assert storage.delete_object(vf.storage_key)
+    response = client.get(_url(vf.pk))
+    assert response.status_code == 503
+    assert response.json()["code"] == "object_missing"
+    assert int(response["Retry-After"]) > 0

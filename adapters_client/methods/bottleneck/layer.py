@@ -49,8 +49,7 @@ class BottleneckLayer:
         self.adapters: nn.ModuleDict = host.adapters
         self.fusion_layers: nn.ModuleDict = host.adapter_fusion_layer
         self._ln = get_path(layer, site.layer_norm) if site.layer_norm else None
-        self._residual = None
-        self._hidden = None
+        self._fallback: dict = {}
         self._register_hooks(layer)
 
     def _register_hooks(self, layer: nn.Module) -> None:
@@ -61,24 +60,31 @@ class BottleneckLayer:
             self._ln.register_forward_hook(self._on_layer_norm)
 
     # --- hooks ---
+    def _scratch(self) -> dict:
+        """Per-forward, per-thread storage between this site's hooks."""
+        forward = ForwardContext.current()
+        store = forward.extras.setdefault("bottleneck", {}) if forward is not None else self._fallback
+        return store.setdefault(id(self), {})
+
     def _capture_residual(self, module, args, kwargs):
         source = self.site.residual
         value = args[source.index] if len(args) > source.index else None
         for name in source.kwargs:
             if value is None:
                 value = kwargs.get(name)
-        self._residual = value
+        self._scratch()["residual"] = value
 
     def _on_hidden(self, module, args, output):
-        if self._ln is not None:  # post-LN host: the LN hook does the work
-            self._hidden = _first_tensor(output)
-            return None
+        scratch = self._scratch()
+        residual = scratch.pop("residual", None)
         setup = self.engine.setup_for(self)
         if setup is None:
             return None
         hidden = _first_tensor(output)
-        result = self._forward(setup, hidden, self._residual, None, host_adds_residual=True)
-        self._residual = None
+        if self._ln is None:
+            result = self._finish_host_adds(setup, hidden, residual)
+        else:
+            result = self._finish_post_ln(setup, hidden, residual, scratch)
         if result is None:
             return None
         if isinstance(output, tuple):
@@ -86,31 +92,36 @@ class BottleneckLayer:
         return result
 
     def _on_layer_norm(self, module, args, output):
-        hidden, residual = self._hidden, self._residual
-        self._hidden = self._residual = None
-        if hidden is None:
-            return None
-        setup = self.engine.setup_for(self)
-        if setup is None:
-            return None
-        return self._forward(setup, hidden, residual, _hook_free_layer_norm(self._ln), host_adds_residual=False)
+        return self._scratch().pop("override", None)
 
     # --- forward ---
-    def _forward(self, setup, hidden, residual_input, layer_norm, host_adds_residual: bool):
+    def _compose(self, setup, hidden, residual_input, layer_norm):
         if residual_input is not None and residual_input.shape[0] != hidden.shape[0]:
             factor = hidden.shape[0] // residual_input.shape[0]
             residual_input = residual_input.repeat(factor, *([1] * (residual_input.dim() - 1)))
-        state = BnState(hidden, residual_input, residual_input, layer_norm)
-        state = self.compose(setup, state, 0)
-        if state.last is None:
+        state = self.compose(setup, BnState(hidden, residual_input, residual_input, layer_norm), 0)
+        return state, (self.adapters[state.last] if state.last is not None else None), residual_input
+
+    def _finish_host_adds(self, setup, hidden, residual_input):
+        """Pre-LN hosts (GPT-2) add the residual themselves: return the adapter output without it."""
+        state, last, residual_input = self._compose(setup, hidden, residual_input, None)
+        if last is None:
             return None
-        last = self.adapters[state.last]
-        if host_adds_residual:
-            out = last.post_forward(state.hidden, hidden, None, None)
-            if not last.config.original_ln_after and residual_input is not None:
-                out = out - residual_input
-            return out
-        return last.post_forward(state.hidden, hidden, state.input_tensor, layer_norm)
+        out = last.post_forward(state.hidden, hidden, None, None)
+        if not last.config.original_ln_after and residual_input is not None:
+            out = out - residual_input
+        return out
+
+    def _finish_post_ln(self, setup, hidden, residual_input, scratch):
+        """Post-LN hosts compute LN(x + residual) after this hook: hand them x, or override the LN output."""
+        layer_norm = _hook_free_layer_norm(self._ln)
+        state, last, residual_input = self._compose(setup, hidden, residual_input, layer_norm)
+        if last is None:
+            return None
+        if last.config.original_ln_after and state.input_tensor is not None:
+            return state.hidden + hidden if last.is_parallel else state.hidden
+        scratch["override"] = last.post_forward(state.hidden, hidden, state.input_tensor, layer_norm)
+        return None
 
     def compose(self, setup, state: BnState, lvl: int) -> BnState:
         handler = {

@@ -17,7 +17,7 @@ from ...context import ForwardContext
 from ...errors import InvalidAdapterConfig, InvalidComposition
 from .modules import PrefixFlat, PrefixMLP
 
-_SUPPORTED = ("bert", "roberta", "xlm-roberta")
+_SUPPORTED = ("bert", "roberta", "xlm-roberta", "gpt2")
 _LOCATION = "self_prefix"
 
 
@@ -119,10 +119,17 @@ class PrefixTuning:
             if keys is None:
                 return None
             args, kwargs = list(args), dict(kwargs)
-            if mask_name in kwargs or mask_index is None or mask_index >= len(args):
-                kwargs[mask_name] = _extend_mask(kwargs.get(mask_name), keys.shape[2])
+            in_kwargs = mask_name in kwargs or mask_index is None or mask_index >= len(args)
+            mask = kwargs.get(mask_name) if in_kwargs else args[mask_index]
+            if mask is None and self.engine.spec.causal:
+                hidden = args[0] if args else kwargs["hidden_states"]
+                mask = _causal_mask(hidden.shape[1], keys.shape[2], hidden.dtype, hidden.device)
             else:
-                args[mask_index] = _extend_mask(args[mask_index], keys.shape[2])
+                mask = _extend_mask(mask, keys.shape[2])
+            if in_kwargs:
+                kwargs[mask_name] = mask
+            else:
+                args[mask_index] = mask
             kwargs["past_key_values"] = _PrefixCache(keys, values)
             return tuple(args), kwargs
 
@@ -145,6 +152,15 @@ def _extend_mask(mask, length: int):
     if prefix.shape[0] != mask.shape[0]:
         prefix = prefix[: mask.shape[0]]
     return torch.cat([prefix, mask], dim=-1)
+
+
+def _causal_mask(length: int, prefix: int, dtype, device) -> torch.Tensor:
+    """Additive (1, 1, length, prefix + length) mask: every prefix position, then causal over the sequence."""
+    query = torch.arange(length, device=device)[:, None]
+    key = torch.arange(prefix + length, device=device)[None, :] - prefix
+    blocked = key > query
+    mask = torch.zeros(length, prefix + length, dtype=dtype, device=device)
+    return mask.masked_fill(blocked, torch.finfo(dtype).min)[None, None]
 
 
 def _batch_size(args, kwargs) -> int:
