@@ -178,3 +178,28 @@ def parse_composition(setup, level: int = 0) -> Optional[AdapterCompositionBlock
         validate_composition(block, level)
         return block
     raise InvalidComposition(f"cannot read an adapter setup from {type(setup).__name__}")
+
+
+_BLOCKS = {cls.__name__: cls for cls in (Stack, Parallel, Fuse, Split, BatchSplit, Average)}
+
+
+def setup_to_dict(block) -> dict:
+    """JSON form of a block (the adapters library's adapter_setup.json layout)."""
+    children = [setup_to_dict(c) if isinstance(c, AdapterCompositionBlock) else {"type": "single", "children": [c]}
+                for c in block]
+    data = {"type": type(block).__name__, "children": children}
+    kwargs = block._kwargs()
+    if isinstance(block, Fuse) and block._name is None:
+        kwargs = {}
+    if kwargs:
+        data["kwargs"] = kwargs
+    return data
+
+
+def setup_from_dict(data: dict) -> AdapterCompositionBlock:
+    """Inverse of ``setup_to_dict``; InvalidComposition for unknown block types."""
+    cls = _BLOCKS.get(data.get("type"))
+    if cls is None:
+        raise InvalidComposition(f"unknown composition block {data.get('type')!r}")
+    children = [c["children"][0] if c.get("type") == "single" else setup_from_dict(c) for c in data["children"]]
+    return cls(*children, **data.get("kwargs", {}))

@@ -37,8 +37,6 @@ class AdapterEngine:
         self.bottleneck_layers: list[BottleneckLayer] = []
         self.lora_layers: list[LoRALayer] = []
         self.extensions: dict[str, object] = {}  # method name -> model-level method object (prefix, prompt)
-        self.fusion_attentions: Optional[dict] = None
-        self.gating_scores: Optional[dict] = None
         self._flat_cache: dict = {}
         self._inject()
 
@@ -209,6 +207,8 @@ class AdapterEngine:
             return None
         flat = self._flat_cache.get(id(setup))
         if flat is None or flat[0] is not setup:
+            if len(self._flat_cache) > 64:  # setups from AdapterSetup contexts come and go
+                self._flat_cache.clear()
             flat = (setup, setup.flatten())
             self._flat_cache[id(setup)] = flat
         if flat[1].isdisjoint(layer.adapters.keys()):
@@ -249,12 +249,15 @@ class AdapterEngine:
         return None
 
     def record_gate(self, name, layer_idx, location, gate) -> None:
-        if self.gating_scores is not None:
-            self.gating_scores.setdefault(name, {}).setdefault(layer_idx, {})[location] = gate.detach()
+        forward = ForwardContext.current()
+        if forward is not None and forward.extras.get("output_gating"):
+            forward.gating_scores.setdefault(name, {}).setdefault(layer_idx, {})[location] = gate.detach()
 
     def record_fusion_attention(self, name, layer_idx, location, probs) -> None:
-        if self.fusion_attentions is not None:
-            self.fusion_attentions.setdefault(name, {}).setdefault(layer_idx, {})[location] = probs.detach()
+        forward = ForwardContext.current()
+        if forward is not None and forward.extras.get("output_fusion"):
+            store = forward.extras.setdefault("fusion_attentions", {})
+            store.setdefault(name, {}).setdefault(layer_idx, {})[location] = probs.detach()
 
 
 def _check_name(name) -> None:

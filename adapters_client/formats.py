@@ -115,24 +115,33 @@ def _from_hf(repo_id: str, model_name: Optional[str], **kwargs) -> Path:
 
 
 def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, with_head: bool = True,
-                 set_active: bool = False, allow_pickle: bool = False, **kwargs) -> str:
-    """Add the adapter stored in a folder (or downloaded) to ``model``; returns its name in the model."""
+                 set_active: bool = False, allow_pickle: bool = False, leave_out: Optional[list] = None,
+                 **kwargs) -> str:
+    """Add the adapter stored in a folder (or downloaded) to ``model``; returns its name in the model.
+
+    ``leave_out``: layers whose weights are dropped after loading (AdapterDrop; bottleneck and LoRA).
+    """
     engine = model.adapter_engine
     folder = resolve_adapter_folder(adapter_name_or_path, model_name=_model_name(model), **kwargs)
     config, meta = read_adapter_config_json(_read_json(folder / CONFIG_FILE))
     check_model_compatible(engine, meta)
     state = read_weights(folder, WEIGHTS_FILE, PICKLE_WEIGHTS_FILE, allow_pickle)
+    if leave_out:
+        config, state = _drop_layers(engine, config, state, leave_out)
     name = load_as or meta["name"]
-    state = rename_keys(_canonical_prefix_keys(state, engine.spec.base_prefix), meta["name"], name,
+    state = rename_keys(_canonical_aliases(state, engine.spec.base_prefix), meta["name"], name,
                         _ADAPTER_SEGMENTS)
     if name in engine.configs:  # check the file on a scratch copy first: a bad file keeps the old adapter
         _check_loadable(engine, config, rename_keys(state, name, _SCRATCH, _ADAPTER_SEGMENTS))
+    previous_setup = engine.active_setup, engine.skip_layers
     engine.add(name, config, overwrite_ok=True)
     try:
         match_state_dict(state, expected_groups(engine, name, _ADAPTER_SEGMENTS), engine.spec.base_prefix)
     except Exception:
         engine.delete(name)
         raise
+    if previous_setup[0] is not None and engine.active_setup is None:  # reloading an active adapter
+        engine.set_active(*previous_setup)
     if with_head and hasattr(model, "load_head") and (folder / HEAD_CONFIG_FILE).exists():
         model.load_head(str(folder), load_as=load_as)
     if set_active:
@@ -140,14 +149,29 @@ def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, wit
     return name
 
 
-def _canonical_prefix_keys(state: dict, base_prefix: str) -> dict:
-    """The adapters library also stores each layer's alias of the shared prefix pool: keep one copy."""
+def _drop_layers(engine, config, state: dict, leave_out: list):
+    """The config with ``leave_out`` added, and the state without those layers' weights."""
+    if config.family not in ("bottleneck", "lora"):
+        raise InvalidAdapterConfig(f"leave_out after loading is not supported for {config.family}",
+                                   field="leave_out")
+    dropped = sorted(set(config.leave_out) | {int(i) for i in leave_out})
+    markers = tuple(f"{engine.spec.layers}.{i}." for i in dropped)
+    kept = {k: v for k, v in state.items() if not any(m in k for m in markers)}
+    return config.replace(leave_out=dropped), kept
+
+
+def _canonical_aliases(state: dict, base_prefix: str) -> dict:
+    """The adapters library stores some tensors under two names: keep one copy under our name.
+
+    Each layer's alias of the shared prefix pool, and ``adapter_norm_before`` (= ``adapter_down.0``).
+    """
     marker = "prefix_tuning.pool.prefix_tunings."
     result = {}
     for key, value in state.items():
         at = key.find(marker)
         if at > 0:
             key = f"{base_prefix}.prefix_tuning.prefix_tunings." + key[at + len(marker):]
+        key = key.replace(".adapter_norm_before.", ".adapter_down.0.")
         result.setdefault(key, value)
     return result
 

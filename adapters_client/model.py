@@ -63,10 +63,23 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, **kwargs) -> "AdapterModel":
-        """Load the backbone with ``transformers.AutoModel.from_pretrained`` and wrap it."""
+        """Load the backbone with ``transformers.AutoModel.from_pretrained`` and wrap it.
+
+        A folder written by ``save_pretrained`` also gets its adapters, fusions, heads and active setup back.
+        """
         from transformers import AutoModel
 
-        return cls(AutoModel.from_pretrained(model_name_or_path, **kwargs))
+        from .pretrained import restore_saved_parts
+
+        model = cls(AutoModel.from_pretrained(model_name_or_path, **kwargs))
+        restore_saved_parts(model, model_name_or_path)
+        return model
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """Save backbone, adapters, fusions, heads and the active setup (reload with ``from_pretrained``)."""
+        from .pretrained import save_pretrained
+
+        save_pretrained(self, save_directory, **kwargs)
 
     @classmethod
     def from_config(cls, config, **kwargs) -> "AdapterModel":
@@ -89,30 +102,32 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
         kwargs.pop("num_items_in_batch", None)  # passed by the HF Trainer; the backbone does not take it
         head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HEAD_KWARGS or k.startswith("head_")}
         base_inputs.update(kwargs)
-        engine = self.adapter_engine
-        engine.gating_scores = {} if output_adapter_gating_scores else None
-        engine.fusion_attentions = {} if output_adapter_fusion_attentions else None
-        with ForwardContext() as state:
+        with ForwardContext() as state:  # heads run inside it too (they may read the Parallel state)
+            state.extras["output_gating"] = output_adapter_gating_scores
+            state.extras["output_fusion"] = output_adapter_fusion_attentions
             outputs = self.base_model(**base_inputs, return_dict=True)
-            parallel_names = self._parallel_names(state)
-            if parallel_names and attention_mask is not None:
-                attention_mask = attention_mask.repeat(len(parallel_names), 1)
-            if state.extras.get("attention_mask") is not None:
-                attention_mask = state.extras["attention_mask"]
-            if state.extras.get("prompt_tokens_length"):
-                head_kwargs.setdefault("prompt_tokens_length", state.extras["prompt_tokens_length"])
-        if output_adapter_gating_scores:
-            outputs["adapter_gating_scores"] = engine.gating_scores
-        if output_adapter_fusion_attentions:
-            outputs["adapter_fusion_attentions"] = engine.fusion_attentions
+            if output_adapter_gating_scores:
+                outputs["adapter_gating_scores"] = state.gating_scores
+            if output_adapter_fusion_attentions:
+                outputs["adapter_fusion_attentions"] = state.extras.get("fusion_attentions", {})
+            return self._adapter_model_head(outputs, state, head, attention_mask, labels, return_dict, head_kwargs)
+
+    def _adapter_model_head(self, outputs, state, head, attention_mask, labels, return_dict, head_kwargs):
+        """The active (or named) head on the base model outputs; the outputs themselves without a head."""
+        parallel_names = self._parallel_names(state)
+        if parallel_names and attention_mask is not None:
+            attention_mask = attention_mask.repeat(len(parallel_names), 1)
+        if state.extras.get("attention_mask") is not None:
+            attention_mask = state.extras["attention_mask"]
+        if state.extras.get("prompt_tokens_length"):
+            head_kwargs.setdefault("prompt_tokens_length", state.extras["prompt_tokens_length"])
         if not hasattr(self, "forward_head"):
             return outputs
-        head_name = head
-        if head_name is None and not parallel_names and getattr(self, "active_head", None) is None:
+        if head is None and not parallel_names and getattr(self, "active_head", None) is None:
             return outputs
-        if head_name is None and parallel_names and not all(n in self.heads for n in parallel_names):
+        if head is None and parallel_names and not all(n in self.heads for n in parallel_names):
             return outputs
-        return self.forward_head(outputs, head_name=head_name, attention_mask=attention_mask, labels=labels,
+        return self.forward_head(outputs, head_name=head, attention_mask=attention_mask, labels=labels,
                                  return_dict=return_dict if return_dict is not None else True,
                                  parallel_names=parallel_names, **head_kwargs)
 
@@ -121,7 +136,7 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
             return None
         setup, _ = self.adapter_engine.current_setup()
         block = setup
-        while isinstance(block, Stack) and not isinstance(block, Parallel):
+        while isinstance(block, Stack):
             block = block.children[-1]
         if isinstance(block, Parallel):
             return [c if isinstance(c, str) else c.last() for c in block]

@@ -150,7 +150,8 @@ class ModelAdaptersMixin:
         if not names or any(n not in engine.configs for n in names):
             raise InvalidAdapterConfig(f"average_adapter needs existing adapters, got {names!r}", field="adapter_list")
         if combine_strategy != "linear":
-            raise InvalidAdapterConfig(f"combine_strategy {combine_strategy!r} is not supported", field="combine_strategy")
+            raise InvalidAdapterConfig(f"combine_strategy {combine_strategy!r} is not supported",
+                                       field="combine_strategy")
         config = engine.configs[names[0]]
         if any(engine.configs[n] != config for n in names):
             raise InvalidAdapterConfig("averaged adapters must share one configuration", field="adapter_list")
@@ -172,6 +173,28 @@ class ModelAdaptersMixin:
         if set_active:
             self.set_active_adapters(adapter_name)
 
+    def adapter_summary(self, as_dict: bool = False):
+        """A table (or list of dicts) of the adapters: method, parameters, share of the backbone, active, train."""
+        from .configs import method_name
+
+        engine = self.adapter_engine
+        backbone = sum(p.numel() for n, p in self.base_model.named_parameters() if not _is_adapter_param(n))
+        active = engine.active_setup.flatten() if engine.active_setup is not None else set()
+        rows = []
+        for name, config in engine.configs.items():
+            params = [p for m in engine.modules_of(name) for p in m.parameters()]
+            count = sum(p.numel() for p in params)
+            rows.append({"name": name, "architecture": method_name(config), "#param": count,
+                         "%param": 100.0 * count / max(backbone, 1), "active": name in active,
+                         "train": any(p.requires_grad for p in params)})
+        if as_dict:
+            return rows
+        lines = [f"{'Name':<20}{'Architecture':<16}{'#Param':>10}{'%Param':>10}  Active  Train"]
+        for row in rows:
+            lines.append(f"{row['name']:<20}{row['architecture']:<16}{row['#param']:>10}{row['%param']:>10.3f}"
+                         f"  {str(row['active']):<6}  {row['train']}")
+        return "\n".join(lines)
+
     def get_adapter(self, name: str) -> list:
         """The modules of adapter ``name``."""
         return self.adapter_engine.modules_of(name)
@@ -188,11 +211,13 @@ class ModelAdaptersMixin:
         save_all_adapters(self, save_directory, with_head=with_head)
 
     def load_adapter(self, adapter_name_or_path, load_as: Optional[str] = None, with_head: bool = True,
-                     set_active: bool = False, allow_pickle: bool = False, **kwargs) -> str:
+                     set_active: bool = False, allow_pickle: bool = False, leave_out: Optional[list] = None,
+                     **kwargs) -> str:
+        """Load an adapter from a folder, a hub identifier or a HF repo id (see ``formats.load_adapter``)."""
         from .formats import load_adapter
 
         return load_adapter(self, adapter_name_or_path, load_as=load_as, with_head=with_head,
-                            set_active=set_active, allow_pickle=allow_pickle, **kwargs)
+                            set_active=set_active, allow_pickle=allow_pickle, leave_out=leave_out, **kwargs)
 
     def save_adapter_fusion(self, save_directory, adapter_names, with_head: bool = False) -> None:
         from .formats import save_adapter_fusion
@@ -210,6 +235,11 @@ class ModelAdaptersMixin:
         from .formats import load_adapter_fusion
 
         return load_adapter_fusion(self, path, load_as=load_as, set_active=set_active, with_head=with_head)
+
+
+def _is_adapter_param(name: str) -> bool:
+    markers = (".adapters.", ".loras.", "prefix_tunings.", "prompt_tunings.", "adapter_fusion_layer.")
+    return any(marker in name for marker in markers)
 
 
 def _fusion_name(adapter_names) -> str:

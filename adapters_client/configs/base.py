@@ -54,6 +54,15 @@ class MethodConfig:
     def _field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
 
+    @classmethod
+    def load(cls, config, **overrides) -> "MethodConfig":
+        """Like the adapters library's ``AdapterConfig.load``: a name, ``name[k=v]``, dict or config object."""
+        from .parsing import load_config, load_fusion_config
+
+        if cls.family == "fusion":
+            return load_fusion_config(config, **overrides)
+        return load_config(config, **overrides)
+
     # --- conversion ---
     def to_dict(self) -> dict:
         """The dict the ``adapters`` library writes into adapter_config.json's ``config``."""

@@ -196,3 +196,13 @@ def test_gating_scores_and_fusion_attentions_are_returned():
     assert set(out["adapter_gating_scores"]) == {"a", "b"}
     attentions = out["adapter_fusion_attentions"]["a,b"]
     assert set(attentions) == {0, 1} and attentions[0]["output_adapter"].shape[-1] == 2
+
+
+def test_setup_dict_round_trip():
+    from adapters_client.composition import setup_from_dict, setup_to_dict
+
+    for block in (Stack("a", Fuse("b", "c")), Parallel("a", Stack("b", "c")), BatchSplit("a", "b", batch_sizes=[1, 2]),
+                  Average("a", "b", weights=[1, 3]), Fuse("a", "b", name="f"), Split("a", "b", splits=[2, 3])):
+        assert setup_from_dict(setup_to_dict(block)) == block
+    with pytest.raises(InvalidComposition):
+        setup_from_dict({"type": "Mystery", "children": []})

@@ -297,3 +297,11 @@ def test_read_fusion_config_json():
     assert config == load_fusion_config("static") and meta["name"] == "a,b"
     with pytest.raises(InvalidAdapterConfig):
         read_fusion_config_json({"name": "a,b"})
+
+
+def test_library_style_load_classmethod():
+    from adapters_client.configs import AdapterConfig, AdapterFusionConfig
+
+    assert AdapterConfig.load("lora[r=4]") == LoRAConfig(r=4)
+    assert AdapterConfig.load("pfeiffer", reduction_factor=8).reduction_factor == 8
+    assert AdapterFusionConfig.load("static") == load_fusion_config("static")

@@ -233,3 +233,55 @@ def test_concurrent_forwards_in_threads_agree():
         results = list(pool.map(lambda b: hidden(model, b), batches))
     for got, want in zip(results, expected):
         torch.testing.assert_close(got, want)
+
+
+def test_adapter_summary():
+    model = tiny_model()
+    model.add_adapter("a", config="seq_bn[reduction_factor=4]")
+    model.add_adapter("l", config="lora")
+    model.train_adapter("a")
+    rows = {row["name"]: row for row in model.adapter_summary(as_dict=True)}
+    expected = sum(p.numel() for m in model.get_adapter("a") for p in m.parameters())
+    assert rows["a"]["#param"] == expected and rows["a"]["architecture"] == "seq_bn"
+    assert rows["a"]["active"] and rows["a"]["train"] and not rows["l"]["active"] and not rows["l"]["train"]
+    assert 0 < rows["l"]["%param"] < 100
+    text = model.adapter_summary()
+    assert text.splitlines()[0].startswith("Name") and "lora" in text
+
+
+def test_reloading_an_active_adapter_keeps_it_active(tmp_path):
+    model = tiny_model()
+    model.add_adapter("a", set_active=True)
+    randomise(model.get_adapter("a"))
+    expected = hidden(model, tiny_inputs())
+    model.save_adapter(str(tmp_path / "a"), "a")
+    model.load_adapter(str(tmp_path / "a"))
+    assert model.active_adapters == Stack("a")
+    torch.testing.assert_close(hidden(model, tiny_inputs()), expected)
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    from adapters_client import AutoAdapterModel, Fuse
+
+    model = tiny_model()
+    for name in ("a", "b"):
+        model.add_adapter(name, config="seq_bn")
+        randomise(model.get_adapter(name), seed=len(name) + ord(name))
+    model.add_adapter("l", config="lora[init_weights=bert]")
+    model.add_adapter_fusion(Fuse("a", "b"))
+    randomise(model.adapter_engine.fusion_modules("a,b"), seed=2)
+    model.add_classification_head("a,b", num_labels=3)
+    model.add_classification_head("extra", num_labels=2, set_active=False)
+    model.set_active_adapters(Fuse("a", "b"), skip_layers=[1])
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    model.save_pretrained(str(tmp_path / "full"))
+    loaded = AutoAdapterModel.from_pretrained(str(tmp_path / "full")).eval()
+    assert sorted(loaded.adapters_config) == ["a", "b", "l"] and "extra" in loaded.heads
+    assert loaded.active_adapters == Fuse("a", "b") and loaded.adapter_engine.skip_layers == [1]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, expected)
+    from safetensors.torch import load_file
+
+    assert not any(".adapters." in k for k in load_file(str(tmp_path / "full" / "model.safetensors")))

@@ -217,3 +217,39 @@ def test_unresolvable_name_reports_every_source(monkeypatch):
     assert "Hugging Face Hub" in str(info.value)
     with pytest.raises(IncompatibleAdapter, match="does not exist"):
         tiny_model().load_adapter("a/b/c")
+
+
+def test_save_and_load_with_head(tmp_path):
+    model = tiny_model()
+    model.add_adapter("t", config="lora[init_weights=bert]")
+    model.add_classification_head("t", num_labels=3)
+    model.set_active_adapters("t")
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    model.save_adapter(str(tmp_path / "t"), "t")
+    assert (tmp_path / "t" / "head_config.json").exists()
+    other = tiny_model()
+    other.load_adapter(str(tmp_path / "t"), set_active=True)
+    with torch.no_grad():
+        torch.testing.assert_close(other(**inputs).logits, expected)
+    bare = tiny_model()
+    bare.load_adapter(str(tmp_path / "t"), with_head=False)
+    assert "t" not in bare.heads
+    model.save_adapter(str(tmp_path / "nohead"), "t", with_head=False)
+    assert not (tmp_path / "nohead" / "head_config.json").exists()
+
+
+def test_leave_out_on_load(saved):
+    model, folder = saved
+    inputs = tiny_inputs()
+    other = tiny_model()
+    other.load_adapter(str(folder), leave_out=[1], set_active=True)
+    assert other.adapters_config["a"].leave_out == [1]
+    assert not [k for k in other.state_dict() if "layer.1.output.adapters.a." in k]
+    model.set_active_adapters("a", skip_layers=[1])  # same as dropping layer 1's adapter
+    torch.testing.assert_close(hidden(other, inputs), hidden(model, inputs))
+    model.add_adapter("p", config="prompt_tuning[prompt_length=2]")
+    model.save_adapter(str(folder.parent / "p"), "p")
+    with pytest.raises(InvalidAdapterConfig):
+        tiny_model().load_adapter(str(folder.parent / "p"), leave_out=[0])

@@ -83,3 +83,21 @@ def test_trainer_trains_fusion_only(tmp_path):
     assert _loss(model, data) < before
     for name, value in frozen.items():
         assert torch.equal(dict(model.named_parameters())[name], value), name
+
+
+def test_trainer_checkpoints_hold_no_shared_tensors(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import Trainer, TrainingArguments
+
+    model = tiny_model()
+    model.add_adapter("t", config="double_seq_bn[ln_before=True]")
+    model.add_adapter("p", config="prefix_tuning[prefix_length=2,bottleneck_size=4]")
+    model.add_classification_head("t", num_labels=2)
+    model.train_adapter("t")
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=8,
+                             report_to=[], save_strategy="steps", save_steps=1, logging_strategy="no",
+                             use_cpu=True)
+    Trainer(model=model, args=args, train_dataset=_Toy(n=8)).train()
+    saved = load_file(str(tmp_path / "out" / "checkpoint-1" / "model.safetensors"))
+    assert "bert.encoder.layer.0.output.adapters.t.adapter_down.0.weight" in saved
+    assert saved.keys() == model.state_dict().keys()

@@ -21,7 +21,6 @@ PREFIX = "prefix_tuning[prefix_length=3,bottleneck_size=16]"
 ARCH_SPECS = [("bert", s) for s in SPECS] + [
     ("bert", "prompt_tuning[prompt_length=3]"), ("distilbert", "prompt_tuning[prompt_length=2]"),
     ("roberta", "prompt_tuning[prompt_length=2,combine='prefix_after_bos']"),
-    ("gpt2", PREFIX), ("gpt2", "prefix_tuning[prefix_length=2,flat=True]"),
     ("bert", PREFIX), ("bert", "prefix_tuning[prefix_length=2,flat=True,leave_out=[0]]"), ("roberta", PREFIX),
     ("roberta", SPECS[0]), ("roberta", SPECS[4]), ("xlm-roberta", SPECS[1]),
     ("distilbert", SPECS[0]), ("distilbert", SPECS[1]), ("distilbert", SPECS[2]), ("distilbert", SPECS[4]),

@@ -51,8 +51,9 @@ class BottleneckAdapter(nn.Module):
         down_size = max(1, down_size)
         layers: list[nn.Module] = []
         if config.ln_before:
-            self.adapter_norm_before = nn.LayerNorm(input_size)
-            layers.append(self.adapter_norm_before)
+            # the adapters library also registers this LN as ``adapter_norm_before`` (a second name for the
+            # same tensors); one name keeps state dicts free of shared tensors (safetensors, HF Trainer)
+            layers.append(nn.LayerNorm(input_size))
         layers += [nn.Linear(input_size, down_size), Activation(config.non_linearity)]
         self.adapter_down = nn.Sequential(*layers)
         self.adapter_up = nn.Linear(down_size, input_size)
