@@ -6,6 +6,8 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
+
 _SETUP: contextvars.ContextVar = contextvars.ContextVar("adapters_client_setup", default=None)
 _FORWARD: contextvars.ContextVar = contextvars.ContextVar("adapters_client_forward", default=None)
 
@@ -15,7 +17,9 @@ class ForwardState:
     """What one forward pass of the model needs to share between layers."""
 
     parallel_channels: int = 1
-    original_batch_size: Optional[int] = None
+    original_batch_size: Optional[int] = None  # set once the batch is replicated for Parallel
+    # (layer index, batch size, channels): replicate at the start of that layer (AdapterDrop-aware Parallel)
+    pending_replication: Optional[tuple] = None
     prefix_states: dict = field(default_factory=dict)
     gating_scores: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
@@ -60,3 +64,29 @@ class ForwardContext:
     @staticmethod
     def current() -> Optional[ForwardState]:
         return _FORWARD.get()
+
+
+def repeat_batched(values, batch: int, channels: int, memo: dict):
+    """``values`` (tuple or dict) with every tensor of dim >= 2 and ``batch`` rows repeated ``channels`` times.
+
+    1-D tensors (cache positions, head masks) and tensors of another batch size are left alone; tuples of
+    tensors are handled one level deep. ``memo`` maps id(tensor) -> (tensor, repeated) so that a mask the
+    model computed once is repeated once per forward, not once per layer.
+    """
+    def rep(value):
+        if isinstance(value, torch.Tensor):
+            if value.dim() < 2 or value.shape[0] != batch:
+                return value
+            hit = memo.get(id(value))
+            if hit is not None and hit[0] is value:
+                return hit[1]
+            out = value.repeat(channels, *([1] * (value.dim() - 1)))
+            memo[id(value)] = (value, out)
+            return out
+        if isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
+            return tuple(rep(v) for v in value)
+        return value
+
+    if isinstance(values, dict):
+        return {k: rep(v) for k, v in values.items()}
+    return tuple(rep(v) for v in values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 from typing import Optional
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 from .architectures import ArchSpec, get_path, get_spec
 from .composition import AdapterCompositionBlock, Fuse, Parallel, Stack, parse_composition
 from .configs import BnConfig, LoRAConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, load_config
-from .context import AdapterSetup, ForwardContext
+from .context import AdapterSetup, ForwardContext, repeat_batched
 from .errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
 from .methods.bottleneck import BottleneckAdapter, BottleneckLayer
 from .methods.lora import LoRALayer
@@ -20,6 +21,7 @@ from .methods.lora.merged import MergedQKVLoRALayer
 # the ForwardContext a base-model pre-hook opened itself (no AdapterModel.forward around it)
 _OWNED: contextvars.ContextVar = contextvars.ContextVar("adapters_client_owned_context", default=None)
 _BATCHED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+_RECORDING = ("output_hidden_states", "output_attentions")  # per-layer outputs would mix batch sizes
 
 
 class AdapterEngine:
@@ -38,12 +40,16 @@ class AdapterEngine:
         self.lora_layers: list[LoRALayer] = []
         self.extensions: dict[str, object] = {}  # method name -> model-level method object (prefix, prompt)
         self._flat_cache: dict = {}
+        # Parallel: replicate the batch at the first layer the setup concerns (False: always at the input)
+        self._replicate_at_layers = True
         self._inject()
 
     # --- injection ---
     def _inject(self) -> None:
         spec = self.spec
         for idx, layer in enumerate(get_path(self.base_model, spec.layers)):
+            # registered first: the layer's own hooks (residual capture) see the replicated batch
+            layer.register_forward_pre_hook(functools.partial(self._before_layer, idx), with_kwargs=True)
             for site in spec.sites:
                 self.bottleneck_layers.append(BottleneckLayer(self, layer, idx, site))
             for key, path in spec.lora_attn.items():
@@ -228,18 +234,61 @@ class AdapterEngine:
             context.__enter__()
             _OWNED.set(context)
             forward = context.state
+        changed = False
         setup, _ = self.current_setup()
         channels = setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
-        changed = False
-        if channels > 1 and forward.original_batch_size is None:
-            args, kwargs = _replicate_inputs(args, kwargs, channels, forward)
-            changed = True
+        if channels > 1 and forward.original_batch_size is None and forward.pending_replication is None:
+            batch = _input_batch_size(args, kwargs)
+            first = self._replication_layer(setup, args, kwargs) if batch is not None else None
+            if first is None:
+                args, kwargs = _replicate_inputs(args, kwargs, channels, forward)
+                changed = True
+            else:
+                forward.pending_replication = (first, batch, channels)
         for ext in self.extensions.values():
             result = ext.before_forward(args, kwargs, forward)
             if result is not None:
                 args, kwargs = result
                 changed = True
         return (args, kwargs) if changed else None
+
+    def _replication_layer(self, setup, args, kwargs) -> Optional[int]:
+        """The first layer index the setup concerns when Parallel may replicate there; None: at the input.
+
+        Replicating at a layer is safe when nothing before it depends on the branch (no prefix/prompt
+        tuning in the setup), no cache is filled (its layers would hold different batch sizes) and no
+        per-layer outputs are recorded (hidden states, attentions). Skipped lower layers then run once.
+        """
+        if not self._replicate_at_layers or len(args) > 1:
+            return None
+        if self.base_model.training and any(
+                getattr(m, "gradient_checkpointing", False) is True for m in self.base_model.modules()):
+            return None  # checkpointed layers recompute outside this forward's state
+        config = self.model_config
+        if any(_flag(kwargs, config, k) for k in _RECORDING):
+            return None
+        if kwargs.get("past_key_values") is not None or kwargs.get("past_key_value") is not None:
+            return None
+        if _flag(kwargs, config, "use_cache") and (self.spec.causal or getattr(config, "is_decoder", False)):
+            return None
+        flat = setup.flatten()
+        if any(ext.modules_of(name) for ext in self.extensions.values() for name in flat):
+            return None
+        concerned = [m.layer_idx for m in self.bottleneck_layers + self.lora_layers if self.setup_for(m) is not None]
+        return min(concerned) if concerned else None
+
+    def _before_layer(self, layer_idx: int, module, args, kwargs):
+        """Layer pre-hook: replicate at the planned layer; later layers get the model's masks replicated."""
+        forward = ForwardContext.current()
+        plan = forward.pending_replication if forward is not None else None
+        if plan is None or layer_idx < plan[0]:
+            return None
+        _, batch, channels = plan
+        if forward.original_batch_size is None:
+            forward.original_batch_size = batch
+            forward.parallel_channels = channels
+        memo = forward.extras.setdefault("replicated", {})
+        return repeat_batched(args, batch, channels, memo), repeat_batched(kwargs, batch, channels, memo)
 
     def _after_base_forward(self, module, args, output):
         context = _OWNED.get()
@@ -266,13 +315,22 @@ def _check_name(name) -> None:
             f"invalid adapter name {name!r}: use a non-empty name without '.', ',', '/' or spaces", field="name")
 
 
-def _replicate_inputs(args, kwargs, channels: int, forward):
-    """Repeat every batched input ``channels`` times along the batch dimension (Parallel)."""
-    batch = None
+def _flag(kwargs, config, name: str) -> bool:
+    """A boolean forward option as the HF model resolves it: the argument, else the config's value."""
+    value = kwargs.get(name)
+    return bool(getattr(config, name, False) if value is None else value)
+
+
+def _input_batch_size(args, kwargs) -> Optional[int]:
     for value in list(args) + [kwargs.get(k) for k in _BATCHED_INPUTS]:
         if isinstance(value, torch.Tensor):
-            batch = value.shape[0]
-            break
+            return value.shape[0]
+    return None
+
+
+def _replicate_inputs(args, kwargs, channels: int, forward):
+    """Repeat every batched input ``channels`` times along the batch dimension (Parallel)."""
+    batch = _input_batch_size(args, kwargs)
     if batch is None:
         return args, kwargs
 

@@ -136,6 +136,10 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 HUB_CACHE_SECONDS = env_int("HUB_CACHE_SECONDS", 30)
+# How often a process re-reads the cache generation (bumped by every write) on the anonymous fast path.
+HUB_CACHE_GENERATION_TTL = float(env_str("HUB_CACHE_GENERATION_TTL", "1.0"))
+# The anonymous fast path adds to the shared rate-limit counter once every N requests per process.
+HUB_THROTTLE_SYNC_EVERY = env_int("HUB_THROTTLE_SYNC_EVERY", 10)
 
 # --- Celery (RELIABILITY.md: late ack, reject on worker lost, prefetch 1, limits < visibility).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
@@ -170,7 +174,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "registry.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
+        "registry.api.throttles.HubAnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {

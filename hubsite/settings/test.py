@@ -32,3 +32,5 @@ FILE_UPLOAD_TEMP_DIR = HUB_UPLOAD_TMP_DIR
 os.makedirs(HUB_UPLOAD_TMP_DIR, exist_ok=True)
 REST_FRAMEWORK = {**REST_FRAMEWORK}  # noqa: F405
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": "100000/min", "user": "100000/min", "upload": "100000/min"}
+HUB_CACHE_GENERATION_TTL = 0.0  # writes are visible to the very next read in tests
+HUB_THROTTLE_SYNC_EVERY = 1  # exact rate-limit counting in tests

@@ -9,6 +9,7 @@ behind the ORM's back (``QuerySet.update``) can leave stale.
 from __future__ import annotations
 
 import hashlib
+import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -17,11 +18,17 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 GENERATION_KEY = "hub:api:generation"
 
 
+def _fresh_generation() -> int:
+    # Starts from the clock, so a generation lost with the cache (a Redis restart) never repeats
+    # an earlier one that some process may still hold answers for.
+    return time.time_ns() // 1000
+
+
 def generation() -> int:
     value = cache.get(GENERATION_KEY)
     if value is None:
-        cache.add(GENERATION_KEY, 1, timeout=None)
-        value = cache.get(GENERATION_KEY, 1)
+        cache.add(GENERATION_KEY, _fresh_generation(), timeout=None)
+        value = cache.get(GENERATION_KEY) or _fresh_generation()
     return int(value)
 
 
@@ -30,7 +37,7 @@ def invalidate(*_args, **_kwargs) -> None:
     try:
         cache.incr(GENERATION_KEY)
     except ValueError:
-        cache.set(GENERATION_KEY, 2, timeout=None)
+        cache.set(GENERATION_KEY, _fresh_generation(), timeout=None)
 
 
 def key_for(request, name: str, *parts) -> str:

@@ -3,6 +3,7 @@
 from django.urls import path, register_converter
 
 from . import schema, views, views_catalog, views_manage, views_tokens  # noqa: F401 - schema registers itself
+from .fastpath import anonymous_cache
 
 try:
     from .uploads import upload_urlpatterns
@@ -27,8 +28,8 @@ register_converter(TextConverter, "text")
 
 app_name = "api"
 urlpatterns = [
-    path("adapters", views.AdapterListView.as_view(), name="adapter-list"),
-    path("adapters/<int:pk>", views.AdapterDetailView.as_view(), name="adapter-detail"),
+    path("adapters", anonymous_cache(views.AdapterListView.as_view()), name="adapter-list"),
+    path("adapters/<int:pk>", anonymous_cache(views.AdapterDetailView.as_view()), name="adapter-detail"),
     path("adapters/<int:pk>/versions", views.VersionListView.as_view(), name="version-list"),
     path("adapters/<int:pk>/versions/<text:version>", views.VersionDetailView.as_view(), name="version-detail"),
     path("adapters/<int:pk>/versions/<text:version>/yank", views_manage.YankView.as_view(), name="version-yank"),
@@ -36,7 +37,7 @@ urlpatterns = [
         "adapters/<int:pk>/versions/<text:version>/unyank", views_manage.UnyankView.as_view(), name="version-unyank"
     ),
     path("adapters/<int:pk>/default-version", views_manage.DefaultVersionView.as_view(), name="default-version"),
-    path("resolve", views.ResolveView.as_view(), name="resolve"),
+    path("resolve", anonymous_cache(views.ResolveView.as_view()), name="resolve"),
     path("tasks", views_catalog.TaskListView.as_view(), name="task-list"),
     path("tasks/<text:slug>", views_catalog.TaskDetailView.as_view(), name="task-detail"),
     path("organisations", views_catalog.OrganisationListView.as_view(), name="organisation-list"),
