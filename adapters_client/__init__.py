@@ -26,7 +26,15 @@ from .identifiers import AdapterId, parse_identifier  # noqa: F401
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first use (these need torch / transformers).
-_LAZY = {
+# Config classes are torch-free; exported under the adapters library's names.
+_CONFIGS = (
+    "AdapterConfig", "SeqBnConfig", "DoubleSeqBnConfig", "ParBnConfig", "LoRAConfig", "IA3Config",
+    "PrefixTuningConfig", "PromptTuningConfig", "AdapterFusionConfig", "DynamicAdapterFusionConfig",
+    "StaticAdapterFusionConfig", "SeqBnInvConfig", "DoubleSeqBnInvConfig",
+)
+
+_LAZY = {name: "adapters_client.configs" for name in _CONFIGS}
+_LAZY.update({
     "AutoAdapterModel": "adapters_client.model",
     "init": "adapters_client.model",
     "Stack": "adapters_client.composition",
@@ -35,11 +43,12 @@ _LAZY = {
     "Average": "adapters_client.composition",
     "BatchSplit": "adapters_client.composition",
     "Split": "adapters_client.composition",
+    "AdapterSetup": "adapters_client.context",
     "load": "adapters_client.api",
     "resolve": "adapters_client.api",
     "download": "adapters_client.api",
     "push": "adapters_client.api",
-}
+})
 
 
 def __getattr__(name: str):
