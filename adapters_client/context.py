@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
 _SETUP: contextvars.ContextVar = contextvars.ContextVar("adapters_client_setup", default=None)
 _FORWARD: contextvars.ContextVar = contextvars.ContextVar("adapters_client_forward", default=None)
+
+
+class Replication(NamedTuple):
+    """Where a Parallel setup replicates the batch in this forward: at ``layer``'s start (``site`` None) or at
+    its bottleneck ``site`` (a location key), from ``batch`` rows to ``batch * channels``."""
+
+    layer: int
+    site: Optional[str]
+    batch: int
+    channels: int
 
 
 @dataclass
@@ -18,8 +28,7 @@ class ForwardState:
 
     parallel_channels: int = 1
     original_batch_size: Optional[int] = None  # set once the batch is replicated for Parallel
-    # (layer index, batch size, channels): replicate at the start of that layer (AdapterDrop-aware Parallel)
-    pending_replication: Optional[tuple] = None
+    pending_replication: Optional[Replication] = None  # planned by the engine (AdapterDrop-aware Parallel)
     prefix_states: dict = field(default_factory=dict)
     gating_scores: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)

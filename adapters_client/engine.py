@@ -12,7 +12,7 @@ from torch import nn
 from .architectures import ArchSpec, get_path, get_spec
 from .composition import AdapterCompositionBlock, Fuse, Parallel, Stack, parse_composition
 from .configs import BnConfig, LoRAConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, load_config
-from .context import AdapterSetup, ForwardContext, repeat_batched
+from .context import AdapterSetup, ForwardContext, Replication, repeat_batched
 from .errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
 from .methods.bottleneck import BottleneckAdapter, BottleneckLayer
 from .methods.lora import LoRALayer
@@ -239,12 +239,12 @@ class AdapterEngine:
         channels = setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
         if channels > 1 and forward.original_batch_size is None and forward.pending_replication is None:
             batch = _input_batch_size(args, kwargs)
-            first = self._replication_layer(setup, args, kwargs) if batch is not None else None
-            if first is None:
+            point = self._replication_point(setup, args, kwargs) if batch is not None else None
+            if point is None:
                 args, kwargs = _replicate_inputs(args, kwargs, channels, forward)
                 changed = True
             else:
-                forward.pending_replication = (first, batch, channels)
+                forward.pending_replication = Replication(point[0], point[1], batch, channels)
         for ext in self.extensions.values():
             result = ext.before_forward(args, kwargs, forward)
             if result is not None:
@@ -252,12 +252,13 @@ class AdapterEngine:
                 changed = True
         return (args, kwargs) if changed else None
 
-    def _replication_layer(self, setup, args, kwargs) -> Optional[int]:
-        """The first layer index the setup concerns when Parallel may replicate there; None: at the input.
+    def _replication_point(self, setup, args, kwargs) -> Optional[tuple]:
+        """(layer, site) where Parallel replicates the batch: the first the setup concerns; None: at the input.
 
-        Replicating at a layer is safe when nothing before it depends on the branch (no prefix/prompt
-        tuning in the setup), no cache is filled (its layers would hold different batch sizes) and no
-        per-layer outputs are recorded (hidden states, attentions). Skipped lower layers then run once.
+        Replicating inside the model is safe when nothing before that point depends on the branch (no
+        prefix/prompt tuning in the setup), no cache is filled (its layers would hold different batch
+        sizes) and no per-layer outputs are recorded (hidden states, attentions). Skipped lower layers
+        then run once, as in the adapters library.
         """
         if not self._replicate_at_layers or len(args) > 1:
             return None
@@ -274,21 +275,41 @@ class AdapterEngine:
         flat = setup.flatten()
         if any(ext.modules_of(name) for ext in self.extensions.values() for name in flat):
             return None
-        concerned = [m.layer_idx for m in self.bottleneck_layers + self.lora_layers if self.setup_for(m) is not None]
-        return min(concerned) if concerned else None
+        concerned = [m for m in self.bottleneck_layers + self.lora_layers if self.setup_for(m) is not None]
+        if not concerned:
+            return None
+        layer = min(m.layer_idx for m in concerned)
+        # post-LN hosts (BERT family, DistilBERT) let a bottleneck site replicate mid-layer: the layer's
+        # sub-layers before it run on the original batch too; elsewhere the layer's input is replicated
+        in_layer = [m for m in concerned if m.layer_idx == layer]
+        mid_layer = (all(site.layer_norm for site in self.spec.sites) and kwargs.get("encoder_hidden_states") is None
+                     and not getattr(self.model_config, "add_cross_attention", False)
+                     and all(isinstance(m, BottleneckLayer) for m in in_layer))
+        return layer, (in_layer[0].location_key if mid_layer else None)
 
     def _before_layer(self, layer_idx: int, module, args, kwargs):
         """Layer pre-hook: replicate at the planned layer; later layers get the model's masks replicated."""
         forward = ForwardContext.current()
         plan = forward.pending_replication if forward is not None else None
-        if plan is None or layer_idx < plan[0]:
+        if plan is None or layer_idx < plan.layer or (layer_idx == plan.layer and plan.site is not None):
             return None
-        _, batch, channels = plan
         if forward.original_batch_size is None:
-            forward.original_batch_size = batch
-            forward.parallel_channels = channels
+            forward.original_batch_size = plan.batch
+            forward.parallel_channels = plan.channels
         memo = forward.extras.setdefault("replicated", {})
-        return repeat_batched(args, batch, channels, memo), repeat_batched(kwargs, batch, channels, memo)
+        return (repeat_batched(args, plan.batch, plan.channels, memo),
+                repeat_batched(kwargs, plan.batch, plan.channels, memo))
+
+    def replicate_at_site(self, site_layer) -> int:
+        """How many times the bottleneck ``site_layer`` replicates the batch now (1: not its job)."""
+        forward = ForwardContext.current()
+        plan = forward.pending_replication if forward is not None else None
+        if (plan is None or forward.original_batch_size is not None or plan.layer != site_layer.layer_idx
+                or plan.site != site_layer.location_key):
+            return 1
+        forward.original_batch_size = plan.batch
+        forward.parallel_channels = plan.channels
+        return plan.channels
 
     def _after_base_forward(self, module, args, output):
         context = _OWNED.get()

@@ -24,11 +24,7 @@ from ..errors import InvalidInput
 from ..services import download as download_service
 from ..services import upload as upload_service
 from ..uploadhandlers import HubMultiPartParser, LimitedUploadHandler
-
-ERROR = inline_serializer(
-    "Error", {"code": serializers.CharField(), "detail": serializers.CharField()}
-)
-
+from .views_common import ERROR
 
 class UploadRequestSerializer(serializers.Serializer):
     """The multipart form of an upload (documentation; the service does the checking)."""

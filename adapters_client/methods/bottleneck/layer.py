@@ -81,8 +81,11 @@ class BottleneckLayer:
         if setup is None:
             return None
         hidden = _first_tensor(output)
+        channels = self.engine.replicate_at_site(self)  # > 1 only on post-LN hosts (planned by the engine)
         if self._ln is None:
             result = self._finish_host_adds(setup, hidden, residual)
+        elif channels > 1:
+            result = self._finish_replicated(setup, hidden, residual, scratch, channels)
         else:
             result = self._finish_post_ln(setup, hidden, residual, scratch)
         if result is None:
@@ -121,6 +124,18 @@ class BottleneckLayer:
         if last.config.original_ln_after and state.input_tensor is not None:
             return state.hidden + hidden if last.is_parallel else state.hidden
         scratch["override"] = last.post_forward(state.hidden, hidden, state.input_tensor, layer_norm)
+        return None
+
+    def _finish_replicated(self, setup, hidden, residual_input, scratch, channels: int):
+        """The Parallel batch is replicated here: the host's LN runs on its original batch and its output is
+        overridden by the replicated result (the residual and LN of the host, applied to ``channels`` copies)."""
+        layer_norm = _hook_free_layer_norm(self._ln)
+        source = hidden.repeat(channels, *([1] * (hidden.dim() - 1)))
+        state, last, residual_input = self._compose(setup, source, residual_input, layer_norm)
+        if last is not None:
+            scratch["override"] = last.post_forward(state.hidden, source, state.input_tensor, layer_norm)
+        else:
+            scratch["override"] = layer_norm(source + residual_input if residual_input is not None else source)
         return None
 
     def compose(self, setup, state: BnState, lvl: int) -> BnState:
@@ -190,7 +205,10 @@ class BottleneckLayer:
         for i, child in enumerate(block):
             part = _map_state(state, lambda t: t[i * original:(i + 1) * original])
             outputs.append(self._child(child, part, lvl) or part)
-        return _concat(outputs, dim=0)
+        hidden = torch.cat([o.hidden for o in outputs], dim=0)
+        up = None if outputs[0].up is None else torch.cat([o.up for o in outputs], dim=0)
+        # children leave input_tensor as it was; residual is recomputed by whatever follows a Parallel
+        return state._replace(hidden=hidden, up=up, last=next((o.last for o in reversed(outputs) if o.last), None))
 
     def _average(self, block: Average, state: BnState, lvl: int) -> BnState:
         state = self._pre_block(block, state)
