@@ -206,3 +206,19 @@ def test_setup_dict_round_trip():
         assert setup_from_dict(setup_to_dict(block)) == block
     with pytest.raises(InvalidComposition):
         setup_from_dict({"type": "Mystery", "children": []})
+
+
+@pytest.mark.parametrize("method", ["ia3", "lora"])
+def test_parallel_of_lora_family_adapters_equals_separate_passes(method):
+    model = tiny_model("bert").eval()
+    for name in ("a", "b"):
+        model.add_adapter(name, config=method)
+        model.add_classification_head(name, num_labels=2)
+    randomise([m for n, m in model.named_modules() if n.endswith(("loras", "heads"))])
+    inputs = tiny_inputs(batch=3)
+    model.set_active_adapters(Parallel("a", "b"))
+    together = model(**inputs)
+    for i, name in enumerate(("a", "b")):
+        model.set_active_adapters(name)
+        model.active_head = name
+        torch.testing.assert_close(together[i].logits, model(**inputs).logits, atol=1e-5, rtol=0)

@@ -163,6 +163,8 @@ def _concat(states: list, adapters) -> LoRAState:
                          torch.cat([s.layer_output for s in states]), None)
     # branches without a LoRA keep their output: neutral element of the composition
     neutral = 0.0 if adapters[last].composition_mode == "add" else 1.0
-    hidden = [s.hidden if s.hidden is not None else torch.full_like(s.layer_output, neutral) for s in states]
+    # (IA)^3 branches hold a broadcastable (1, 1, out) scale: expand each to its branch's rows.
+    hidden = [s.hidden.expand_as(s.layer_output) if s.hidden is not None
+              else torch.full_like(s.layer_output, neutral) for s in states]
     return LoRAState(torch.cat([s.layer_input for s in states]), torch.cat(hidden),
                      torch.cat([s.layer_output for s in states]), last)
