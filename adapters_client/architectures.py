@@ -90,6 +90,8 @@ _DISTILBERT = ArchSpec(
     self_attention="attention",
     embeddings="embeddings.word_embeddings",
     hidden_size_attr="dim",
+    # no cache interface in its attention: the prefix enters through k_lin/v_lin; the library's key is "self"
+    extra={"prefix_route": "projections", "prefix_location": "self"},
 )
 
 _GPT2 = ArchSpec(

@@ -27,6 +27,8 @@ ARCH_SPECS = [("bert", s) for s in SPECS] + [
     ("gpt2", SPECS[0]), ("gpt2", SPECS[1]), ("gpt2", SPECS[2]),
     ("gpt2", "lora[selfattn_lora=False,intermediate_lora=True,output_lora=True]"),
     ("gpt2", SPECS[4]), ("gpt2", "lora[r=2,alpha=4]"), ("gpt2", "ia3"), ("gpt2", "lora[attn_matrices=['k']]"),
+    ("distilbert", PREFIX), ("distilbert", "prefix_tuning_flat[prefix_length=2,leave_out=[1]]"),
+    ("distilbert", "prefix_tuning[prefix_length=4,bottleneck_size=8,non_linearity='relu',leave_out=[0]]"),
 ]
 
 
@@ -45,18 +47,26 @@ def backbone_dir(tmp_path):
 def _theirs(path, spec=""):
     # with padding, adapters 1.3.0's sdpa path lets prompt tokens attend to padded positions; its eager path
     # (which we follow) masks them, so prompt tuning is compared in eager mode
-    kwargs = {"attn_implementation": "eager"} if "prompt" in spec else {}
-    return adapters.AutoAdapterModel.from_pretrained(path, **kwargs).eval()
+    return adapters.AutoAdapterModel.from_pretrained(path, **_attention(spec)).eval()
 
 
 def _ours(path, spec=""):
-    kwargs = {"attn_implementation": "eager"} if "prompt" in spec else {}
-    return AutoAdapterModel.from_pretrained(path, **kwargs).eval()
+    return AutoAdapterModel.from_pretrained(path, **_attention(spec)).eval()
+
+
+def _attention(spec):
+    return {"attn_implementation": "eager"} if "prompt" in spec or spec == "eager" else {}
 
 
 def _mode(arch, spec):
-    """adapters 1.3.0 crashes on DistilBERT prompt tuning in eager mode: compare DistilBERT in sdpa mode."""
-    return "" if arch == "distilbert" else spec
+    """adapters 1.3.0 crashes on DistilBERT prompt tuning in eager mode: compare DistilBERT in sdpa mode.
+
+    DistilBERT prefix tuning is compared in eager mode: with padding, adapters 1.3.0's sdpa path adds its
+    keep-mask value 1.0 to the additive mask of the prefix positions (eager is right; ours matches eager).
+    """
+    if arch == "distilbert":
+        return "eager" if "prefix" in spec else ""
+    return spec
 
 
 def _inputs(arch, spec):
@@ -194,3 +204,55 @@ def test_our_fusion_loads_in_library(backbone_dir, tmp_path):
         theirs.load_adapter(str(tmp_path / name), use_safetensors=True)
     theirs.load_adapter_fusion(str(tmp_path / "fusion"), use_safetensors=True, set_active=True)
     torch.testing.assert_close(_out(theirs, inputs), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_distilbert_prefix_matches_library_in_each_attention_mode(attention, backbone_dir, tmp_path):
+    """Ours in eager and sdpa mode equals the library's eager path with padding, and its sdpa path without."""
+    path = backbone_dir("distilbert")
+    padded = tiny_inputs(batch=3)
+    padded["attention_mask"][2, -4:] = 0
+    unpadded = dict(padded, attention_mask=torch.ones_like(padded["attention_mask"]))
+    theirs = _theirs(path, "eager")
+    theirs.add_adapter("x", config=PREFIX)
+    randomise(_library_modules(theirs, "x"), seed=11)
+    theirs.set_active_adapters("x")
+    theirs.save_adapter(str(tmp_path / "saved"), "x")  # the library cannot write DistilBERT prefixes as safetensors
+    expected = _out(theirs, padded)
+    theirs_sdpa = _theirs(path)
+    theirs_sdpa.load_adapter(str(tmp_path / "saved"), set_active=True)
+
+    ours = AutoAdapterModel.from_pretrained(path, attn_implementation=attention).eval()
+    ours.load_adapter(str(tmp_path / "saved"), set_active=True, allow_pickle=True)
+    torch.testing.assert_close(_out(ours, padded), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(_out(ours, unpadded), _out(theirs_sdpa, unpadded), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("other, load_order", [
+    ("ia3", ("o", "p")), ("ia3", ("p", "o")), ("lora[attn_matrices=['k','v']]", ("o", "p")),
+    ("double_seq_bn[reduction_factor=8]", ("o", "p")), ("prefix_tuning[prefix_length=2,bottleneck_size=8]", ("o", "p")),
+])
+def test_distilbert_prefix_stacked_with_other_method(other, load_order, backbone_dir, tmp_path):
+    """Prefix keys/values join after the projections' LoRA/IA3 (not scaled by them), as in the library,
+    whichever adapter is loaded first."""
+    from adapters.composition import Stack as LibraryStack
+
+    from adapters_client import Stack
+
+    path = backbone_dir("distilbert")
+    inputs = tiny_inputs()
+    theirs = _theirs(path, "eager")
+    for i, (name, spec) in enumerate((("o", other), ("p", PREFIX))):
+        theirs.add_adapter(name, config=spec)
+        randomise(_library_modules(theirs, name), seed=40 + i)
+        theirs.save_adapter(str(tmp_path / name), name)
+    theirs.set_active_adapters(LibraryStack("o", "p"))
+    expected = _out(theirs, inputs)
+
+    ours = _ours(path, "eager")
+    for name in load_order:
+        ours.load_adapter(str(tmp_path / name), allow_pickle=True)
+    ours.set_active_adapters(Stack("o", "p"))
+    torch.testing.assert_close(_out(ours, inputs), expected, atol=1e-5, rtol=1e-5)
+    ours.set_active_adapters("p")
+    assert (_out(ours, inputs) - expected).abs().max() > 1e-3  # the other adapter has an effect

@@ -1,7 +1,8 @@
 """Prefix tuning: a model-level pool of prefixes; each layer's keys/values get its prefix prepended.
 
 The prefix reaches HF attention through its own cache interface (``past_key_values.update``), so the
-attention implementation stays untouched; the attention mask is extended to cover the prefix.
+attention implementation stays untouched; the attention mask is extended to cover the prefix. Attention
+modules without a cache interface (DistilBERT) get it through their key/value projections (``projections``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from ...composition import AdapterCompositionBlock, Stack
 from ...context import ForwardContext
 from ...errors import InvalidAdapterConfig, InvalidComposition
 from .modules import PrefixFlat, PrefixMLP
+from .projections import ProjectionRoute
 
-_SUPPORTED = ("bert", "roberta", "xlm-roberta", "gpt2")
-_LOCATION = "self_prefix"
+_SUPPORTED = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2")
 
 
 class _PrefixCache:
@@ -37,7 +38,11 @@ class _PrefixCache:
 
 
 class PrefixTuning:
-    """Engine extension holding ``<base>.prefix_tuning.prefix_tunings.<name>.self_prefix``."""
+    """Engine extension holding ``<base>.prefix_tuning.prefix_tunings.<name>.<location>``.
+
+    The location key and the route into attention come from the architecture table (``spec.extra``):
+    ``prefix_location`` (default ``self_prefix``) and ``prefix_route`` (``cache`` or ``projections``).
+    """
 
     def __init__(self, engine):
         spec = engine.spec
@@ -53,9 +58,14 @@ class PrefixTuning:
         config = engine.model_config
         self.n_heads = config.num_attention_heads
         self.head_dim = engine.hidden_size // self.n_heads
+        self.location = spec.extra.get("prefix_location", "self_prefix")
+        by_projections = spec.extra.get("prefix_route", "cache") == "projections"
         for idx, layer in enumerate(get_path(engine.base_model, spec.layers)):
-            attention = get_path(layer, spec.self_attention)
-            attention.register_forward_pre_hook(self._make_hook(idx, attention), with_kwargs=True)
+            if by_projections:
+                ProjectionRoute(self, idx, layer, spec)
+            else:
+                attention = get_path(layer, spec.self_attention)
+                attention.register_forward_pre_hook(self._make_hook(idx, attention), with_kwargs=True)
 
     # --- adapters ---
     def add(self, name: str, config) -> None:
@@ -63,7 +73,7 @@ class PrefixTuning:
         cls = PrefixFlat if config.flat else PrefixMLP
         module = cls(len(layers), self.n_heads, self.head_dim, self.engine.hidden_size, config)
         ref = self.engine._reference_param()
-        self.prefixes[name] = nn.ModuleDict({_LOCATION: module.to(device=ref.device, dtype=ref.dtype)})
+        self.prefixes[name] = nn.ModuleDict({self.location: module.to(device=ref.device, dtype=ref.dtype)})
         self.layer_ids[name] = {layer: pos for pos, layer in enumerate(layers)}
 
     def delete(self, name: str) -> None:
@@ -95,8 +105,26 @@ class PrefixTuning:
             return None
         batch = _batch_size(args, kwargs)
         for name in names:
-            forward.prefix_states[name] = self.prefixes[name][_LOCATION](batch)
+            forward.prefix_states[name] = self.prefixes[name][self.location](batch)
         return None
+
+    def layer_prefix(self, layer_idx: int):
+        """(keys, values) of the active prefixes for this layer, each (batch, heads, length, head_dim); or None."""
+        forward = ForwardContext.current()
+        if forward is None:
+            return None
+        names, skip = self._active()
+        if not names or (skip and layer_idx in skip):
+            return None
+        keys = values = None
+        for name in names:
+            position = self.layer_ids[name].get(layer_idx)
+            if position is None or name not in forward.prefix_states:
+                continue
+            k, v = forward.prefix_states[name][position]
+            keys = k if keys is None else torch.cat([k, keys], dim=2)
+            values = v if values is None else torch.cat([v, values], dim=2)
+        return None if keys is None else (keys, values)
 
     def _make_hook(self, layer_idx: int, attention: nn.Module):
         params = list(inspect.signature(attention.forward).parameters)
@@ -104,20 +132,10 @@ class PrefixTuning:
         mask_index = params.index(mask_name) if mask_name in params else None
 
         def hook(module, args, kwargs):
-            forward = ForwardContext.current()
-            names, skip = self._active()
-            if forward is None or not names or (skip and layer_idx in skip):
+            prefix = self.layer_prefix(layer_idx)
+            if prefix is None:
                 return None
-            keys = values = None
-            for name in names:
-                position = self.layer_ids[name].get(layer_idx)
-                if position is None or name not in forward.prefix_states:
-                    continue
-                k, v = forward.prefix_states[name][position]
-                keys = k if keys is None else torch.cat([k, keys], dim=2)
-                values = v if values is None else torch.cat([v, values], dim=2)
-            if keys is None:
-                return None
+            keys, values = prefix
             args, kwargs = list(args), dict(kwargs)
             in_kwargs = mask_name in kwargs or mask_index is None or mask_index >= len(args)
             mask = kwargs.get(mask_name) if in_kwargs else args[mask_index]
