@@ -4,12 +4,7 @@ from django.urls import path, register_converter
 
 from . import schema, views, views_catalog, views_manage, views_tokens  # noqa: F401 - schema registers itself
 from .fastpath import anonymous_cache
-
-try:
-    from .uploads import upload_urlpatterns
-except ImportError:  # the upload routes live in their own module, written separately
-    upload_urlpatterns = []
-
+from .uploads import upload_urlpatterns
 
 
 class TextConverter:
