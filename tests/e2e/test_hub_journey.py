@@ -70,3 +70,44 @@ def test_push_without_a_token_is_refused_with_the_hub_code(live_server, adapter_
                              hub=HubClient(base_url=live_server.url, token=None))
     assert info.value.status == 401
     assert AdapterVersion.objects.count() == 0
+
+
+def test_train_push_then_load_in_one_line_gives_the_same_outputs(live_server, tmp_path, monkeypatch):
+    """Save an adapter with a head from our engine, push it, mark it valid, then
+    ``adapters_client.load(identifier)`` rebuilds backbone + adapter + head with the same outputs."""
+    import torch
+    from transformers import BertConfig
+
+    from adapters_client import AutoAdapterModel
+
+    monkeypatch.setenv("ADAPTERS_CACHE", str(tmp_path / "cache"))
+    task = Task.objects.create(slug="sentiment", name="Sentiment")
+    Subtask.objects.create(task=task, slug="sst-2", name="SST-2")
+    token = hubtoken("--user", "bob", "--org", "ukp", "--scope", "upload")
+
+    torch.manual_seed(0)
+    backbone = tmp_path / "tiny-bert"
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                        vocab_size=99)
+    AutoAdapterModel.from_config(config).base_model.save_pretrained(backbone)
+    model = AutoAdapterModel.from_pretrained(str(backbone))
+    model.add_adapter("sst-2", config="seq_bn[reduction_factor=4]")
+    model.add_classification_head("sst-2", num_labels=2)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "adapters." in name or "heads." in name:
+                param.normal_(std=0.2)
+    model.eval()
+    model.set_active_adapters("sst-2")
+    ids = torch.randint(1, 99, (2, 6))
+    expected = model(input_ids=ids).logits
+    model.save_adapter(str(tmp_path / "out" / "sst-2"), "sst-2")
+
+    hub = HubClient(base_url=live_server.url)
+    answer = adapters_client.push(tmp_path / "out" / "sst-2", "sentiment/sst-2@ukp", version="1", token=token,
+                                  model_name=str(backbone), hub=hub)
+    assert answer["status"] == "pending"
+    call_command("versionstatus", "sentiment/sst-2@ukp", "1", "--status", "valid", stderr=io.StringIO())
+
+    loaded = adapters_client.load("sentiment/sst-2@ukp", hub=HubClient(base_url=live_server.url)).eval()
+    torch.testing.assert_close(loaded(input_ids=ids).logits, expected, atol=1e-5, rtol=0)
