@@ -9,14 +9,11 @@ import warnings
 from pathlib import Path
 
 from . import cache
+from .configs.files import CONFIG_FILE, HUB_FILES
 from .errors import IncompatibleAdapter
 from .hub_api import HubClient, is_offline
 from .identifiers import AdapterId
 
-UPLOADABLE = (
-    "adapter_config.json", "adapter.safetensors", "head_config.json", "model_head.safetensors",
-    "adapter_fusion_config.json", "model_adapter_fusion.safetensors", "README.md",
-)
 
 
 def resolve(identifier: str, *, model_name=None, config=None, version=None, hub: HubClient | None = None,
@@ -83,11 +80,11 @@ def push(folder: str | os.PathLike, identifier: str, *, version: str, token: str
     """Upload a saved adapter folder as a new version; returns the hub's answer (status pending)."""
     ident = AdapterId.parse(identifier)
     folder = Path(folder)
-    files = [(name, str(folder / name)) for name in UPLOADABLE if (folder / name).is_file()]
-    if not any(name == "adapter_config.json" for name, _ in files):
-        raise FileNotFoundError(f"{folder} has no adapter_config.json: save the adapter with save_adapter first")
+    files = [(name, str(folder / name)) for name in HUB_FILES if (folder / name).is_file()]
+    if not any(name == CONFIG_FILE for name, _ in files):
+        raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}: save the adapter with save_adapter first")
     if model_name is None:
-        model_name = json.loads((folder / "adapter_config.json").read_text()).get("model_name")
+        model_name = json.loads((folder / CONFIG_FILE).read_text()).get("model_name")
     sha = {name: _sha256(path) for name, path in files}
     hub = hub or HubClient()
     if token:

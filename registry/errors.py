@@ -95,6 +95,18 @@ class AmbiguousIdentifierError(UserError, LookupError):
     status = 409
 
 
+class PublicAdapterDelete(UserError):
+    """Only private adapters can be deleted; public versions are yanked instead."""
+
+    code = "public_adapter_not_deletable"
+    status = 409
+
+
+class VersionNotDefaultable(UserError):
+    code = "version_not_valid"
+    status = 409
+
+
 class PermissionDeniedError(UserError, PermissionError):
     code = "permission_denied"
     status = 403

@@ -21,6 +21,12 @@ HEAD_CONFIG_FILE = "head_config.json"
 HEAD_WEIGHTS_FILE = "model_head.safetensors"
 FUSION_CONFIG_FILE = "adapter_fusion_config.json"
 FUSION_WEIGHTS_FILE = "model_adapter_fusion.safetensors"
+README_FILE = "README.md"
+# The files an adapter folder may hold on the hub (safetensors only), in upload order.
+HUB_FILES = (
+    CONFIG_FILE, WEIGHTS_FILE, HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE, FUSION_CONFIG_FILE, FUSION_WEIGHTS_FILE,
+    README_FILE,
+)
 # Old adapter-transformers files (no "version") used these activation names.
 _LEGACY_ACTIVATIONS = {"gelu": "gelu_new", "gelu_orig": "gelu"}
 _META_KEYS = ("hidden_size", "model_class", "model_name", "model_type", "name", "version")

@@ -6,21 +6,15 @@ import hashlib
 import unicodedata
 from collections.abc import Iterable
 
+from adapters_client.configs.files import (  # the checkpoint format's file names (CONTRACTS.md section 2)
+    CONFIG_FILE as ADAPTER_CONFIG, FUSION_CONFIG_FILE as FUSION_CONFIG, FUSION_WEIGHTS_FILE as FUSION_WEIGHTS,
+    HEAD_CONFIG_FILE as HEAD_CONFIG, HEAD_WEIGHTS_FILE as HEAD_WEIGHTS, HUB_FILES as ALLOWED_FILENAMES,
+    README_FILE as README, WEIGHTS_FILE as ADAPTER_WEIGHTS,
+)
 from django.conf import settings
 
 from ..errors import DigestMismatch, InvalidFilename, InvalidInput, PickleNotAccepted, TooLarge, TooManyFiles
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter.safetensors"
-HEAD_CONFIG = "head_config.json"
-HEAD_WEIGHTS = "model_head.safetensors"
-FUSION_CONFIG = "adapter_fusion_config.json"
-FUSION_WEIGHTS = "model_adapter_fusion.safetensors"
-README = "README.md"
-
-ALLOWED_FILENAMES = (
-    ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS, FUSION_CONFIG, FUSION_WEIGHTS, README,
-)
 # Files that must come together: neither or both.
 PAIRS = ((HEAD_CONFIG, HEAD_WEIGHTS), (FUSION_CONFIG, FUSION_WEIGHTS))
 REQUIRED = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)

@@ -5,20 +5,10 @@ from __future__ import annotations
 from django.db import transaction
 
 from ..choices import VersionStatus, Visibility
-from ..errors import InvalidInput, NotFound, UserError
+from ..errors import InvalidInput, NotFound, PublicAdapterDelete, VersionNotDefaultable
 from ..models import Adapter, AdapterVersion
 
 MAX_REASON = 500
-
-
-class PublicAdapterDelete(UserError):
-    code = "public_adapter_not_deletable"
-    status = 409
-
-
-class VersionNotDefaultable(UserError):
-    code = "version_not_valid"
-    status = 409
 
 
 def get_version(adapter: Adapter, version: str) -> AdapterVersion:
