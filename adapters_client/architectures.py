@@ -133,8 +133,16 @@ def get_spec(model_type: str) -> ArchSpec:
     return spec
 
 
-def get_path(module, path: str):
-    """``get_path(layer, "attention.output")``; "" returns ``module``."""
+def get_path(module, path: str, arch: Optional[str] = None):
+    """``get_path(layer, "attention.output")``; "" returns ``module``.
+
+    A missing attribute is a HookTargetMissing naming ``arch``, the path and the ``transformers`` version.
+    """
     for part in filter(None, path.split(".")):
-        module = getattr(module, part)
+        child = getattr(module, part, None)
+        if child is None:
+            from .hooks import target_missing
+
+            raise target_missing(arch, path, f"{type(module).__name__} has no attribute {part!r}")
+        module = child
     return module

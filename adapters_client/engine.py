@@ -14,6 +14,7 @@ from .composition import AdapterCompositionBlock, Fuse, Parallel, Stack, parse_c
 from .configs import BnConfig, LoRAConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, load_config
 from .context import AdapterSetup, ForwardContext, Replication, repeat_batched
 from .errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
+from .hooks import auditing, finish_audit, start_audit
 from .methods.bottleneck import BottleneckAdapter, BottleneckLayer
 from .methods.lora import LoRALayer
 from .methods.lora.merged import MergedQKVLoRALayer
@@ -40,6 +41,8 @@ class AdapterEngine:
         self.lora_layers: list[LoRALayer] = []
         self.extensions: dict[str, object] = {}  # method name -> model-level method object (prefix, prompt)
         self._flat_cache: dict = {}
+        self._generation = 0  # bumped whenever adapters or fusions change: setups are audited again
+        self._audited: set = set()  # setups whose first forward showed every site running
         # Parallel: replicate the batch at the first layer the setup concerns (False: always at the input)
         self._replicate_at_layers = True
         self._inject()
@@ -47,23 +50,26 @@ class AdapterEngine:
     # --- injection ---
     def _inject(self) -> None:
         spec = self.spec
-        for idx, layer in enumerate(get_path(self.base_model, spec.layers)):
+        arch = spec.model_type
+        for idx, layer in enumerate(get_path(self.base_model, spec.layers, arch)):
             # registered first: the layer's own hooks (residual capture) see the replicated batch
             layer.register_forward_pre_hook(functools.partial(self._before_layer, idx), with_kwargs=True)
             for site in spec.sites:
                 self.bottleneck_layers.append(BottleneckLayer(self, layer, idx, site))
-            for key, path in spec.lora_attn.items():
-                self.lora_layers.append(LoRALayer(self, get_path(layer, path), idx, "selfattn", key))
+            targets = [(LoRALayer, path, "selfattn", key) for key, path in spec.lora_attn.items()]
             if spec.merged_qkv:
-                self.lora_layers.append(MergedQKVLoRALayer(self, get_path(layer, spec.merged_qkv), idx))
-            self.lora_layers.append(LoRALayer(self, get_path(layer, spec.lora_intermediate), idx, "intermediate"))
-            self.lora_layers.append(LoRALayer(self, get_path(layer, spec.lora_output), idx, "output"))
+                targets.append((MergedQKVLoRALayer, spec.merged_qkv, "selfattn", None))
+            targets += [(LoRALayer, spec.lora_intermediate, "intermediate", None),
+                        (LoRALayer, spec.lora_output, "output", None)]
+            for cls, path, location, key in targets:
+                self.lora_layers.append(cls(self, get_path(layer, path, arch), idx, location, key,
+                                            path=f"{spec.layers}.{idx}.{path}"))
         self.base_model.register_forward_pre_hook(self._before_base_forward, with_kwargs=True)
         self.base_model.register_forward_hook(self._after_base_forward)
 
     @property
     def num_layers(self) -> int:
-        return len(get_path(self.base_model, self.spec.layers))
+        return len(get_path(self.base_model, self.spec.layers, self.spec.model_type))
 
     def _reference_param(self) -> torch.Tensor:
         return next(self.base_model.parameters())
@@ -81,6 +87,7 @@ class AdapterEngine:
                 raise InvalidAdapterConfig(f"leave_out names layer {idx} but the model has {self.num_layers}",
                                            field="leave_out")
         self.configs[name] = config
+        self._generation += 1
         try:
             self._add_modules(name, config)
         except Exception:
@@ -122,6 +129,7 @@ class AdapterEngine:
         for ext in self.extensions.values():
             ext.delete(name)
         del self.configs[name]
+        self._generation += 1
         for fusion_name, (_, names) in list(self.fusions.items()):
             if name in names:
                 self.delete_fusion(fusion_name)
@@ -164,6 +172,7 @@ class AdapterEngine:
                 fusion.train(self.base_model.training)
                 layer.fusion_layers[block.name] = fusion
         self.fusions[block.name] = (config, names)
+        self._generation += 1
         return block.name
 
     def delete_fusion(self, name: str) -> None:
@@ -173,6 +182,7 @@ class AdapterEngine:
             if name in layer.fusion_layers:
                 del layer.fusion_layers[name]
         del self.fusions[name]
+        self._generation += 1
 
     def fusion_config(self, name: str):
         return self.fusions[name][0]
@@ -250,7 +260,32 @@ class AdapterEngine:
             if result is not None:
                 args, kwargs = result
                 changed = True
+        if setup is not None and self._audit_key() not in self._audited:
+            start_audit(forward)
         return (args, kwargs) if changed else None
+
+    # --- the first forward of each setup proves every site ran (hooks.py) ---
+    def _audit_key(self) -> tuple:
+        setup, skip = self.current_setup()
+        kwargs = setup._kwargs() if isinstance(setup, AdapterCompositionBlock) else {}
+        return self._generation, repr(setup), repr(kwargs), tuple(skip) if skip else None
+
+    def expected_sites(self) -> dict:
+        """Site key -> module path of every injected site the current setup concerns."""
+        expected = {id(site): site.path for site in self.bottleneck_layers + self.lora_layers
+                    if self.setup_for(site) is not None}
+        for ext in self.extensions.values():
+            expected.update(ext.expected_sites())
+        return expected
+
+    def _finish_audit(self) -> None:
+        forward = ForwardContext.current()
+        if not auditing(forward):
+            return
+        finish_audit(forward, self.expected_sites(), self.spec.model_type)
+        if len(self._audited) > 256:  # setups from AdapterSetup contexts come and go
+            self._audited.clear()
+        self._audited.add(self._audit_key())
 
     def _replication_point(self, setup, args, kwargs) -> Optional[tuple]:
         """(layer, site) where Parallel replicates the batch: the first the setup concerns; None: at the input.
@@ -313,9 +348,12 @@ class AdapterEngine:
 
     def _after_base_forward(self, module, args, output):
         context = _OWNED.get()
-        if context is not None:
-            _OWNED.set(None)
-            context.__exit__(None, None, None)
+        try:
+            self._finish_audit()
+        finally:
+            if context is not None:
+                _OWNED.set(None)
+                context.__exit__(None, None, None)
         return None
 
     def record_gate(self, name, layer_idx, location, gate) -> None:

@@ -71,3 +71,25 @@ class HubError(AdaptersClientError, ConnectionError):
 
     def __init__(self, message: str = "", status: int | None = None, hub_code: str | None = None, **details):
         super().__init__(message, status=status, hub_code=hub_code, **details)
+
+
+class EngineHookError(AdaptersClientError, RuntimeError):
+    """The installed ``transformers`` does not offer what the engine hooks into, or a hook never ran.
+
+    ``architecture``, ``module`` and ``transformers_version`` name the place; the adapter is never
+    silently skipped (the backbone's output is not returned in its place).
+    """
+
+    code = "engine_hook_error"
+
+
+class HookTargetMissing(EngineHookError):
+    """A module or forward argument the engine attaches to is missing in this ``transformers``."""
+
+    code = "hook_target_missing"
+
+
+class HookNotRun(EngineHookError):
+    """An injected site did not run in a forward pass with its adapter active."""
+
+    code = "hook_not_run"

@@ -101,6 +101,7 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
         base_inputs = {k: v for k, v in base_inputs.items() if v is not None}
         kwargs.pop("num_items_in_batch", None)  # passed by the HF Trainer; the backbone does not take it
         head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HEAD_KWARGS or k.startswith("head_")}
+        head_kwargs["input_ids"] = input_ids  # decoder heads pick their token by input_ids != pad_token_id
         base_inputs.update(kwargs)
         with ForwardContext() as state:  # heads run inside it too (they may read the Parallel state)
             state.extras["output_gating"] = output_adapter_gating_scores

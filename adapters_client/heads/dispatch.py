@@ -19,19 +19,16 @@ HEAD_KWARGS = frozenset({
 })
 
 
-def last_token_output(hidden: torch.Tensor, input_ids: torch.Tensor | None, pad_token_id: int | None,
-                      attention_mask: torch.Tensor | None = None):
-    """Hidden state of each row's last non-pad token (the last position when padding is unknown).
+def last_token_output(hidden: torch.Tensor, input_ids: torch.Tensor | None, pad_token_id: int | None):
+    """Hidden state of each row's last token, as the adapters library and ``GPT2ForSequenceClassification`` pick it.
 
-    Non-pad tokens are counted in ``input_ids``; without them, in ``attention_mask``.
+    With ``input_ids`` and a ``pad_token_id``: the position ``count(input_ids != pad_token_id) - 1`` (the
+    library's rule; the attention mask is never looked at). Otherwise: the last position.
     """
     rows = torch.arange(hidden.shape[0], device=hidden.device)
-    if pad_token_id is None or (input_ids is None and attention_mask is None):
+    if pad_token_id is None or input_ids is None:
         return hidden[rows, -1]
-    if input_ids is not None:
-        lengths = torch.ne(input_ids, pad_token_id).sum(-1) - 1
-    else:
-        lengths = attention_mask.sum(-1) - 1
+    lengths = torch.ne(input_ids, pad_token_id).sum(-1) - 1
     if lengths.shape[0] != hidden.shape[0]:
         lengths = lengths.repeat(hidden.shape[0] // lengths.shape[0])
     return hidden[rows, lengths.to(hidden.device)]

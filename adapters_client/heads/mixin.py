@@ -305,7 +305,7 @@ class HeadsMixin:
         uses_cls = "use_pooler" in head.config and not head.config["use_pooler"]
         if cls_output is None and uses_cls and self.config.model_type in LAST_TOKEN_MODEL_TYPES:
             pad = getattr(self.config, "pad_token_id", None)
-            cls_output = last_token_output(outputs[0], input_ids, pad, attention_mask)
+            cls_output = last_token_output(outputs[0], input_ids, pad)
         return head(outputs, cls_output=cls_output, attention_mask=attention_mask, labels=labels, **kwargs)
 
     # ---- saving and loading ---------------------------------------------------------------

@@ -11,7 +11,8 @@ from torch.nn import functional as F
 from ...architectures import BottleneckSite, get_path
 from ...composition import AdapterCompositionBlock, Average, BatchSplit, Fuse, Parallel, Split, Stack
 from ...context import ForwardContext
-from ...errors import InvalidComposition
+from ...errors import HookNotRun, InvalidComposition
+from ...hooks import forward_parameters, note_expected, note_ran, target_missing
 
 
 class BnState(NamedTuple):
@@ -39,11 +40,13 @@ class BottleneckLayer:
         self.layer_idx = layer_idx
         self.site = site
         self.location_key = site.location_key
+        self.path = f"{engine.spec.layers}.{layer_idx}.{site.hidden}"  # from the base model, for errors
+        self._check_targets(layer)
         if site.container:
             host = nn.Module()
             layer.add_module(site.attach, host)
         else:
-            host = get_path(layer, site.attach)
+            host = get_path(layer, site.attach, engine.spec.model_type)
         host.add_module("adapters", nn.ModuleDict())
         host.add_module("adapter_fusion_layer", nn.ModuleDict())
         self.adapters: nn.ModuleDict = host.adapters
@@ -51,6 +54,18 @@ class BottleneckLayer:
         self._ln = get_path(layer, site.layer_norm) if site.layer_norm else None
         self._fallback: dict = {}
         self._register_hooks(layer)
+
+    def _check_targets(self, layer: nn.Module) -> None:
+        """HookTargetMissing unless the hooked modules and the residual argument exist in this transformers."""
+        arch, site, prefix = self.engine.spec.model_type, self.site, f"{self.engine.spec.layers}.{self.layer_idx}"
+        get_path(layer, site.hidden, arch)
+        source = get_path(layer, site.residual.module, arch)
+        params = forward_parameters(source)
+        if len(params) <= site.residual.index and not set(site.residual.kwargs) & set(params):
+            raise target_missing(arch, f"{prefix}.{site.residual.module}".rstrip("."),
+                                 f"its forward takes no residual input {list(site.residual.kwargs)} (it takes {params})")
+        if site.layer_norm and not isinstance(get_path(layer, site.layer_norm, arch), nn.LayerNorm):
+            raise target_missing(arch, f"{prefix}.{site.layer_norm}", "expected an nn.LayerNorm")
 
     def _register_hooks(self, layer: nn.Module) -> None:
         source = self.site.residual
@@ -80,6 +95,10 @@ class BottleneckLayer:
         setup = self.engine.setup_for(self)
         if setup is None:
             return None
+        note_ran(id(self))
+        if residual is None:
+            raise HookNotRun(f"{self.engine.spec.model_type}: the residual input of {self.path} was not seen "
+                             f"(its host module was called without it)", module=self.path)
         hidden = _first_tensor(output)
         channels = self.engine.replicate_at_site(self)  # > 1 only on post-LN hosts (planned by the engine)
         if self._ln is None:
@@ -89,13 +108,18 @@ class BottleneckLayer:
         else:
             result = self._finish_post_ln(setup, hidden, residual, scratch)
         if result is None:
+            if "override" in scratch:  # the host's LayerNorm must take it: proven in _on_layer_norm
+                note_expected(("ln", id(self)), f"{self.engine.spec.layers}.{self.layer_idx}.{self.site.layer_norm}")
             return None
         if isinstance(output, tuple):
             return (result,) + tuple(output[1:])
         return result
 
     def _on_layer_norm(self, module, args, output):
-        return self._scratch().pop("override", None)
+        override = self._scratch().pop("override", None)
+        if override is not None:
+            note_ran(("ln", id(self)))
+        return override
 
     # --- forward ---
     def _compose(self, setup, hidden, residual_input, layer_norm):

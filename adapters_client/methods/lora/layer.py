@@ -10,6 +10,7 @@ from torch import nn
 from ...composition import AdapterCompositionBlock, Average, BatchSplit, Parallel, Stack
 from ...context import ForwardContext
 from ...errors import InvalidComposition
+from ...hooks import note_ran, target_missing
 from .modules import make_lora
 
 
@@ -31,10 +32,15 @@ def _features(module: nn.Module) -> tuple[int, int, bool]:
 class LoRALayer:
     """The LoRA modules of one projection (location: selfattn/intermediate/output; attn_key: q/k/v)."""
 
-    def __init__(self, engine, module: nn.Module, layer_idx: int, location: str, attn_key: Optional[str] = None):
+    def __init__(self, engine, module: nn.Module, layer_idx: int, location: str, attn_key: Optional[str] = None,
+                 path: str = ""):
         self.engine = engine
         self.module = module
         self.layer_idx = layer_idx
+        self.path = path  # from the base model, for error messages
+        if getattr(module, "weight", None) is None or module.weight.dim() != 2:
+            raise target_missing(engine.spec.model_type, path, f"expected a Linear or Conv1D projection, found "
+                                                             f"{type(module).__name__}")
         self.location_key = f"{location}_lora"
         self.attn_key = attn_key
         self.in_features, self.out_features, self.transposed = _features(module)
@@ -87,10 +93,11 @@ class LoRALayer:
 
     # --- forward ---
     def _on_output(self, module, args, output):
-        if self.merged:
-            return None
         setup = self.engine.setup_for(self)
         if setup is None:
+            return None
+        note_ran(id(self))
+        if self.merged:
             return None
         layer_input = args[0]
         if layer_input.shape[0] != output.shape[0]:

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from ...composition import AdapterCompositionBlock
 from ...errors import InvalidComposition
+from ...hooks import note_ran
 from .layer import LoRALayer
 from .modules import make_lora
 
@@ -20,8 +21,8 @@ _MATRICES = ("q", "k", "v")
 class MergedQKVLoRALayer(LoRALayer):
     """``loras`` on the fused projection; only a single active adapter is supported (as in the library)."""
 
-    def __init__(self, engine, module, layer_idx: int):
-        super().__init__(engine, module, layer_idx, "selfattn")
+    def __init__(self, engine, module, layer_idx: int, location: str = "selfattn", attn_key=None, path: str = ""):
+        super().__init__(engine, module, layer_idx, location, attn_key, path=path)
         self.enabled: dict = {}
 
     def add(self, name: str, config) -> bool:
@@ -84,10 +85,11 @@ class MergedQKVLoRALayer(LoRALayer):
                 weight.data = weight.data - update if invert else weight.data + update
 
     def _on_output(self, module, args, output):
-        if self.merged:
-            return None
         setup = self.engine.setup_for(self)
         if setup is None:
+            return None
+        note_ran(id(self))
+        if self.merged:
             return None
         if isinstance(setup, AdapterCompositionBlock):
             if len(setup) != 1 or not isinstance(setup[0], str):

@@ -16,19 +16,27 @@ from ...architectures import get_path
 from ...composition import AdapterCompositionBlock, Stack
 from ...context import ForwardContext
 from ...errors import InvalidAdapterConfig, InvalidComposition
+from ...hooks import note_ran, pick_parameter
 from .modules import PrefixFlat, PrefixMLP
 from .projections import ProjectionRoute
 
 _SUPPORTED = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2")
 
 
-class _PrefixCache:
-    """Duck-typed HF cache whose ``update`` prepends the prefix keys/values."""
+# The cache argument of HF attention modules: ``cache`` from transformers 5.24 (``past_key_values`` stays
+# only as a deprecation shim that drops it when both arrive), ``past_key_values`` / ``past_key_value`` before.
+CACHE_ARGUMENTS = ("cache", "past_key_values", "past_key_value")
+MASK_ARGUMENTS = ("attention_mask", "mask")
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
-        self.keys, self.values = keys, values
+
+class _PrefixCache:
+    """Duck-typed HF cache whose ``update`` prepends the prefix keys/values (and proves it was used)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, audit_key=None):
+        self.keys, self.values, self.audit_key = keys, values, audit_key
 
     def update(self, key_states, value_states, layer_idx=None, *args, **kwargs):
+        note_ran(self.audit_key)
         keys, values = self.keys, self.values
         if keys.shape[0] != key_states.shape[0]:
             factor = key_states.shape[0] // keys.shape[0]
@@ -59,12 +67,14 @@ class PrefixTuning:
         self.n_heads = config.num_attention_heads
         self.head_dim = engine.hidden_size // self.n_heads
         self.location = spec.extra.get("prefix_location", "self_prefix")
+        self.paths: dict = {}  # layer index -> path of its attention module (error messages)
         by_projections = spec.extra.get("prefix_route", "cache") == "projections"
-        for idx, layer in enumerate(get_path(engine.base_model, spec.layers)):
+        for idx, layer in enumerate(get_path(engine.base_model, spec.layers, spec.model_type)):
+            self.paths[idx] = f"{spec.layers}.{idx}.{spec.self_attention}"
             if by_projections:
                 ProjectionRoute(self, idx, layer, spec)
             else:
-                attention = get_path(layer, spec.self_attention)
+                attention = get_path(layer, spec.self_attention, spec.model_type)
                 attention.register_forward_pre_hook(self._make_hook(idx, attention), with_kwargs=True)
 
     # --- adapters ---
@@ -86,6 +96,10 @@ class PrefixTuning:
 
     def before_save(self, name: str) -> None:
         return None
+
+    def expected_sites(self) -> dict:
+        """Every layer that gets a prefix in this forward must show its attention module took it."""
+        return {("prefix", idx): path for idx, path in self.paths.items() if self.layer_prefix(idx) is not None}
 
     # --- forward ---
     def _active(self) -> list:
@@ -127,9 +141,13 @@ class PrefixTuning:
         return None if keys is None else (keys, values)
 
     def _make_hook(self, layer_idx: int, attention: nn.Module):
+        arch, path = self.engine.spec.model_type, self.paths[layer_idx]
         params = list(inspect.signature(attention.forward).parameters)
-        mask_name = "attention_mask" if "attention_mask" in params else "mask"
-        mask_index = params.index(mask_name) if mask_name in params else None
+        mask_name = pick_parameter(attention, MASK_ARGUMENTS, arch, path, "the attention mask")
+        mask_index = params.index(mask_name)
+        cache_name = pick_parameter(attention, CACHE_ARGUMENTS, arch, path, "the key/value cache")
+        cache_index = params.index(cache_name)
+        stale_names = [name for name in CACHE_ARGUMENTS if name != cache_name]
 
         def hook(module, args, kwargs):
             prefix = self.layer_prefix(layer_idx)
@@ -148,7 +166,13 @@ class PrefixTuning:
                 kwargs[mask_name] = mask
             else:
                 args[mask_index] = mask
-            kwargs["past_key_values"] = _PrefixCache(keys, values)
+            for name in stale_names:  # a deprecation shim would drop ours when both arrive
+                kwargs.pop(name, None)
+            cache = _PrefixCache(keys, values, ("prefix", layer_idx))
+            if cache_index < len(args) and cache_name not in kwargs:
+                args[cache_index] = cache
+            else:
+                kwargs[cache_name] = cache
             return tuple(args), kwargs
 
         return hook

@@ -19,6 +19,7 @@ import torch
 from ...architectures import get_path
 from ...context import ForwardContext
 from ...errors import InvalidAdapterConfig
+from ...hooks import note_expected, note_ran, pick_parameter
 
 _PENDING = "prefix_projection_pending"
 
@@ -35,17 +36,20 @@ class ProjectionRoute:
 
     def __init__(self, owner, layer_idx: int, layer, spec):
         self.owner, self.layer_idx = owner, layer_idx
-        attention = get_path(layer, spec.self_attention)
+        arch, prefix = spec.model_type, f"{spec.layers}.{layer_idx}"
+        attention = get_path(layer, spec.self_attention, arch)
         self.params = list(inspect.signature(attention.forward).parameters)
         # transformers 4.x: forward(query, key, value, mask, ...); 5.x: forward(hidden_states, attention_mask, ...)
         self.separate = "key" in self.params and "value" in self.params
         self.inputs = ("key", "value") if self.separate else (self.params[0],)
-        self.mask_name = "mask" if "mask" in self.params else "attention_mask"
+        self.mask_name = pick_parameter(attention, ("mask", "attention_mask"), arch, f"{prefix}.{spec.self_attention}",
+                                        "the attention mask")
+        self.projection_paths = {which: f"{prefix}.{spec.lora_attn[which]}" for which in ("k", "v")}
         attention.register_forward_pre_hook(self._before_attention, with_kwargs=True)
         # first among the forward hooks: bottleneck sites and HF's output recording see the real rows only
         attention.register_forward_hook(self._after_attention, prepend=True)
         for which in ("k", "v"):
-            projection = get_path(layer, spec.lora_attn[which])
+            projection = get_path(layer, spec.lora_attn[which], arch)
             projection.register_forward_hook(functools.partial(self._after_projection, which))
 
     # --- argument access by name (positional or keyword) ---
@@ -81,6 +85,9 @@ class ProjectionRoute:
         self._set(args, kwargs, self.mask_name,
                   extend_mask(self._get(args, kwargs, self.mask_name), length, queries=not self.separate))
         reference = next(iter(extended.values()))
+        note_ran(("prefix", self.layer_idx))
+        for which, path in self.projection_paths.items():
+            note_expected((f"prefix-{which}", self.layer_idx), path)
         forward.extras.setdefault(_PENDING, {})[self.layer_idx] = _Pending(
             _as_rows(keys, reference), _as_rows(values, reference), length, not self.separate)
         return tuple(args), kwargs
@@ -91,6 +98,7 @@ class ProjectionRoute:
         if pending is None:
             return None
         rows = pending.keys if which == "k" else pending.values
+        note_ran((f"prefix-{which}", self.layer_idx))
         return torch.cat([rows.to(output.dtype), output[:, pending.length:]], dim=1)
 
     def _after_attention(self, module, args, output):

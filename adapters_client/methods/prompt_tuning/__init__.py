@@ -8,6 +8,7 @@ from torch import nn
 from ...architectures import get_path
 from ...context import ForwardContext
 from ...errors import InvalidAdapterConfig
+from ...hooks import note_ran
 
 _SUPPORTED = {"bert": "embeddings", "roberta": "embeddings", "xlm-roberta": "embeddings",
               "distilbert": "embeddings"}
@@ -47,8 +48,9 @@ class PromptTuning:
         pool.add_module("prompt_tunings", nn.ModuleDict())
         engine.base_model.add_module("prompt_tuning", pool)
         self.prompts: nn.ModuleDict = pool.prompt_tunings
-        get_path(engine.base_model, _SUPPORTED[spec.model_type]).register_forward_hook(self._on_embeddings)
-        for layer in get_path(engine.base_model, spec.layers):
+        self.embeddings_path = _SUPPORTED[spec.model_type]
+        get_path(engine.base_model, self.embeddings_path, spec.model_type).register_forward_hook(self._on_embeddings)
+        for layer in get_path(engine.base_model, spec.layers, spec.model_type):
             layer.register_forward_pre_hook(_fix_layer_mask, with_kwargs=True)
 
     def add(self, name: str, config) -> None:
@@ -65,6 +67,9 @@ class PromptTuning:
 
     def before_save(self, name: str) -> None:
         return None
+
+    def expected_sites(self) -> dict:
+        return {("prompt",): self.embeddings_path} if self._active() is not None else {}
 
     def _active(self):
         setup, _ = self.engine.current_setup()
@@ -95,6 +100,7 @@ class PromptTuning:
         forward = ForwardContext.current()
         if name is None or forward is None:
             return None
+        note_ran(("prompt",))
         return self.prompts[name](output)
 
 
