@@ -92,7 +92,14 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
                 inputs_embeds=None, labels=None, head: Optional[str] = None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, output_adapter_gating_scores: bool = False,
                 output_adapter_fusion_attentions: bool = False, **kwargs):
-        """Run the base model with the active adapters, then the active (or given) head if there is one."""
+        """Run the base model with the active adapters, then the active (or given) head if there is one.
+
+        Inputs of shape (batch, choices, length) (multiple choice) are flattened to (batch * choices, length)
+        first, as in the adapters library; the heads see the flattened mask.
+        """
+        input_ids, attention_mask, token_type_ids, position_ids = (
+            _flatten_choices(t, 1) for t in (input_ids, attention_mask, token_type_ids, position_ids))
+        inputs_embeds = _flatten_choices(inputs_embeds, 2)
         base_inputs = {
             "input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
             "position_ids": position_ids, "inputs_embeds": inputs_embeds, "output_attentions": output_attentions,
@@ -142,6 +149,13 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
         if isinstance(block, Parallel):
             return [c if isinstance(c, str) else c.last() for c in block]
         return None
+
+
+def _flatten_choices(tensor, feature_dims: int):
+    """(batch, choices, *features) -> (batch * choices, *features); other shapes unchanged."""
+    if tensor is None or tensor.dim() <= feature_dims + 1:
+        return tensor
+    return tensor.reshape(-1, *tensor.shape[-feature_dims:])
 
 
 class AutoAdapterModel:
