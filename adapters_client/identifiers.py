@@ -5,22 +5,11 @@ Torch-free and Django-free: the hub reuses this module to check identifiers it r
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .errors import InvalidIdentifier
-
-SLUG_MAX = 64
-_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
-GRAMMAR = (
-    "an identifier is <task>/<subtask>[@<org>], e.g. 'sentiment/sst-2@ukp'; each part is "
-    f"1-{SLUG_MAX} lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
-)
-
-
-def is_slug(value: str) -> bool:
-    """True when ``value`` is a valid identifier part (task, subtask or organisation)."""
-    return isinstance(value, str) and bool(_SLUG.match(value)) and ".." not in value
+from .rules import IDENTIFIER_GRAMMAR as GRAMMAR
+from .rules import SLUG_MAX, is_slug  # noqa: F401 - the grammar is defined once, in rules
 
 
 def check_slug(value: str, what: str = "part") -> str:

@@ -12,6 +12,12 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+# Under /api/ the framework's own error pages are JSON too (CONTRACTS.md section 5).
+handler400 = "registry.api.handlers.bad_request"
+handler403 = "registry.api.handlers.permission_denied"
+handler404 = "registry.api.handlers.page_not_found"
+handler500 = "registry.api.handlers.server_error"
+
 urlpatterns = [
     path("", views.index, name="home"),
     path("healthz", healthz, name="healthz"),

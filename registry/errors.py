@@ -6,6 +6,8 @@ retryable, 503) are separate branches of the hierarchy.
 
 from __future__ import annotations
 
+from adapters_client.rules import ErrorCodes as C  # codes shared with the client, defined once
+
 
 class RegistryError(Exception):
     code = "registry_error"
@@ -29,19 +31,19 @@ class UserError(RegistryError, ValueError):
 
 
 class InvalidInput(UserError):
-    code = "invalid_input"
+    code = C.INVALID_INPUT
 
 
 class InvalidIdentifierError(UserError):
-    code = "invalid_identifier"
+    code = C.INVALID_IDENTIFIER
 
 
 class InvalidSafetensors(UserError):
-    code = "invalid_safetensors"
+    code = C.INVALID_SAFETENSORS
 
 
 class PickleNotAccepted(UserError):
-    code = "pickle_not_accepted"
+    code = C.PICKLE_NOT_ACCEPTED
     status = 415
 
 
@@ -51,47 +53,53 @@ class UnsupportedFileType(UserError):
 
 
 class InvalidConfig(UserError):
-    code = "invalid_config"
+    code = C.INVALID_CONFIG
 
 
 class InvalidFilename(UserError):
-    code = "invalid_filename"
+    code = C.INVALID_FILENAME
 
 
 class InvalidArchive(UserError):
-    code = "invalid_archive"
+    code = C.INVALID_ARCHIVE
+
+
+class IncompleteUpload(UserError):
+    """The request body did not arrive whole (short of Content-Length, no closing boundary, client gone)."""
+
+    code = C.INCOMPLETE_UPLOAD
 
 
 class TooLarge(UserError):
-    code = "too_large"
+    code = C.TOO_LARGE
     status = 413
 
 
 class TooManyFiles(UserError):
-    code = "too_many_files"
+    code = C.TOO_MANY_FILES
     status = 413
 
 
 class DigestMismatch(UserError):
-    code = "digest_mismatch"
+    code = C.DIGEST_MISMATCH
 
 
 class VersionExists(UserError):
-    code = "version_exists"
+    code = C.VERSION_EXISTS
     status = 409
 
 
 class NotFound(UserError, LookupError):
-    code = "not_found"
+    code = C.NOT_FOUND
     status = 404
 
 
 class AdapterNotFoundError(NotFound):
-    code = "adapter_not_found"
+    code = C.ADAPTER_NOT_FOUND
 
 
 class AmbiguousIdentifierError(UserError, LookupError):
-    code = "ambiguous_identifier"
+    code = C.AMBIGUOUS_IDENTIFIER
     status = 409
 
 
@@ -108,14 +116,14 @@ class VersionNotDefaultable(UserError):
 
 
 class PermissionDeniedError(UserError, PermissionError):
-    code = "permission_denied"
+    code = C.PERMISSION_DENIED
     status = 403
 
 
 class PlatformError(RegistryError, ConnectionError):
     """Ours, not the user's: a dependency is down. Answered 503 with Retry-After."""
 
-    code = "service_unavailable"
+    code = C.SERVICE_UNAVAILABLE
     status = 503
     retry_after = 30
 

@@ -10,12 +10,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from adapters_client.rules import SLUG_HELP, SLUG_PATTERN
+
 from .choices import MetricDirection, Role, TokenScope, Visibility, VersionStatus
 
-slug_validator = RegexValidator(
-    r"^[a-z0-9][a-z0-9._-]{0,63}$",
-    "lower-case letters, digits, '-', '_' or '.', starting with a letter or digit, at most 64 characters",
-)
+slug_validator = RegexValidator(f"^{SLUG_PATTERN}$", SLUG_HELP)  # the identifier grammar: adapters_client.rules
 
 
 class Organisation(models.Model):

@@ -13,10 +13,14 @@ from .models import ApiToken, hash_token
 TOKEN_PREFIX = "ahub_"
 
 
-def create_token(user, *, scope=TokenScope.READ, organisations=(), expires_days=None, name="") -> tuple[ApiToken, str]:
-    """Create a token for ``user``; returns the row and the raw token (never stored)."""
+def create_token(user, *, scope=TokenScope.READ, organisations=(), expires_days=None, name="",
+                 expires_at=None) -> tuple[ApiToken, str]:
+    """Create a token for ``user``; returns the row and the raw token (never stored).
+
+    ``expires_at`` (a datetime) wins over ``expires_days``; neither: the token never expires."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
+    if expires_at is None and expires_days:
+        expires_at = timezone.now() + timedelta(days=expires_days)
     token = ApiToken.objects.create(
         user=user, name=name, prefix=raw[: len(TOKEN_PREFIX) + 6], key_hash=hash_token(raw), scope=scope,
         expires_at=expires_at,

@@ -3,8 +3,7 @@
 ``LimitedUploadHandler`` writes each file to its own temporary file in
 settings.HUB_UPLOAD_TMP_DIR, raises TooLarge / TooManyFiles (413) as soon as a limit is
 passed and removes every temporary file it created in ``cleanup()`` (the view calls it in a
-``finally``). ``HubMultiPartParser`` refuses unsafe file names instead of silently
-rewriting them as Django's parser does.
+``finally``). The parser that feeds it, ``HubMultiPartParser``, lives in registry.multipart.
 """
 
 from __future__ import annotations
@@ -17,14 +16,9 @@ import tempfile
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
-from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
-from django.http.multipartparser import MultiPartParserError
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import DataAndFiles
-from rest_framework.parsers import MultiPartParser as DRFMultiPartParser
 
-from .checks.files import check_filename
-from .errors import InvalidFilename, TooLarge, TooManyFiles
+from .errors import TooLarge, TooManyFiles
+from .multipart import HubMultiPartParser, check_filename_syntax  # noqa: F401 - imported from here by views
 
 
 class StreamedFile(UploadedFile):
@@ -114,36 +108,3 @@ class LimitedUploadHandler(FileUploadHandler):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         self.paths = []
-
-
-class _StrictNamesParser(DjangoMultiPartParser):
-    def sanitize_file_name(self, file_name):
-        check_filename_syntax(file_name)
-        return super().sanitize_file_name(file_name)
-
-
-def check_filename_syntax(file_name: str) -> None:
-    """Refuse names the stock parser would rewrite (paths, '..', control characters)."""
-    try:
-        check_filename(file_name)
-    except InvalidFilename as exc:
-        if "allowed" not in exc.extra:
-            raise
-    # Other refusals (pickle names, names not on the list) are reported after parsing, by the service.
-
-
-class HubMultiPartParser(DRFMultiPartParser):
-    """DRF's multipart parser, using the strict-name Django parser."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        parser_context = parser_context or {}
-        request = parser_context["request"]
-        meta = request.META.copy()
-        meta["CONTENT_TYPE"] = media_type
-        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
-        try:
-            parser = _StrictNamesParser(meta, stream, request.upload_handlers, encoding)
-            data, files = parser.parse()
-            return DataAndFiles(data, files)
-        except MultiPartParserError as exc:
-            raise ParseError(f"Multipart form parse error - {exc}") from exc

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..errors import InvalidAdapterConfig
+from ..rules import METHOD_ALIASES, find_remote_code_key
 from .base import MethodConfig
 from .bottleneck import (
     BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, DoubleSeqBnInvConfig, ParBnConfig,
@@ -21,7 +22,7 @@ from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
 DEFAULT_ADAPTER_CONFIG = "seq_bn"
 DEFAULT_FUSION_CONFIG = "dynamic"
 
-# name -> factory; aliases are the adapters library's deprecated names.
+# name -> factory; aliases (the adapters library's deprecated names) live in adapters_client.rules.
 ADAPTER_CONFIGS: dict[str, Callable[[], MethodConfig]] = {
     "seq_bn": SeqBnConfig,
     "double_seq_bn": DoubleSeqBnConfig,
@@ -37,14 +38,7 @@ ADAPTER_CONFIGS: dict[str, Callable[[], MethodConfig]] = {
     "prefix_tuning_flat": lambda: PrefixTuningConfig(flat=True),
     "prompt_tuning": PromptTuningConfig,
 }
-ALIASES = {
-    "pfeiffer": "seq_bn",
-    "houlsby": "double_seq_bn",
-    "parallel": "par_bn",
-    "scaled_parallel": "scaled_par_bn",
-    "pfeiffer+inv": "seq_bn_inv",
-    "houlsby+inv": "double_seq_bn_inv",
-}
+ALIASES = METHOD_ALIASES
 FUSION_CONFIGS: dict[str, Callable[[], AdapterFusionConfig]] = {
     "dynamic": DynamicAdapterFusionConfig,
     "static": StaticAdapterFusionConfig,
@@ -57,8 +51,6 @@ _ARCHITECTURES = {
     "prefix_tuning": PrefixTuningConfig,
     "prompt_tuning": PromptTuningConfig,
 }
-# keys that would make a loader run code from the checkpoint: never accepted
-_REMOTE_CODE_KEYS = {"auto_map", "trust_remote_code", "custom_code", "code"}
 _STRING_RE = re.compile(r"^\s*(?P<name>[^\[\]|\n]+?)\s*(?:\[(?P<kvs>.*)\])?\s*$", re.DOTALL)
 _BARE_WORD_RE = re.compile(r"^[A-Za-z_][\w.+\-]*$")
 
@@ -93,9 +85,9 @@ def load_config(obj: Any, **overrides) -> MethodConfig:
 def config_from_dict(data: Mapping) -> MethodConfig:
     """Build a config from its dict form; unknown or missing keys are errors naming the key."""
     data = dict(data)
-    for key in data:
-        if key in _REMOTE_CODE_KEYS:
-            raise InvalidAdapterConfig(f"config key {key!r} (remote code) is not allowed", field=key)
+    remote = find_remote_code_key(data)  # the hub's rule: at any depth (adapters_client.rules)
+    if remote is not None:
+        raise InvalidAdapterConfig(f"config key {remote!r} (remote code) is not allowed", field=remote)
     legacy = data.pop("invertible_adapter", None)
     if legacy:
         data.setdefault("inv_adapter", legacy.get("block_type"))

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "registry.api.handlers.ApiJsonErrorsMiddleware",  # outermost: no HTML error page leaves /api/
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -64,6 +65,12 @@ DATABASES = {
         conn_max_age=env_int("HUB_DB_CONN_MAX_AGE", 60),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded database: a write transaction takes the lock when it begins (no deadlocking
+    # upgrade from a read lock) and waits for it up to the busy timeout instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": env_int("HUB_SQLITE_TIMEOUT", 30)}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -123,6 +130,10 @@ HUB_MAX_UPLOAD_BYTES = env_int("HUB_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024)
 HUB_MAX_FILES = env_int("HUB_MAX_FILES", 16)
 HUB_MAX_SAFETENSORS_HEADER_BYTES = env_int("HUB_MAX_SAFETENSORS_HEADER_BYTES", 16 * 1024 * 1024)
 HUB_MAX_JSON_BYTES = env_int("HUB_MAX_JSON_BYTES", 1024 * 1024)
+# Free-text form fields of an upload (400 invalid_input past the cap); lists show a summary.
+HUB_MAX_DESCRIPTION_CHARS = env_int("HUB_MAX_DESCRIPTION_CHARS", 10_000)
+HUB_MAX_LICENSE_CHARS = 64  # the database column's size
+HUB_SUMMARY_CHARS = env_int("HUB_SUMMARY_CHARS", 200)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every uploaded file streams to disk, never into memory whole
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = HUB_UPLOAD_TMP_DIR
@@ -183,6 +194,10 @@ REST_FRAMEWORK = {
         "upload": env_str("HUB_THROTTLE_UPLOAD", "60/hour"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # How many reverse proxies in front of the hub append to X-Forwarded-For. 0 (the default): the
+    # client address is the socket's, and X-Forwarded-For is ignored; 1 behind one proxy (nginx,
+    # a load balancer) that the clients cannot bypass. Never more than really sit in front.
+    "NUM_PROXIES": env_int("HUB_TRUSTED_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Adapter Hub API",
@@ -194,6 +209,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "registry.api.schema.declare_common_errors",
+    ],
 }
 
 LOGIN_URL = "/accounts/login/"

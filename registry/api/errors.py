@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from django.core.exceptions import PermissionDenied
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ..errors import PlatformError, RegistryError
+from .handlers import limit_error
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ def exception_handler(exc, context):
         if isinstance(exc, PlatformError):
             response["Retry-After"] = str(exc.retry_after)
         return response
+    framework_limit = limit_error(exc)  # form fields over Django's memory limit, too many fields
+    if framework_limit is not None:
+        return Response(json.loads(framework_limit.content), status=framework_limit.status_code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -11,10 +11,8 @@ Invalidation: keys carry ``caching.generation()``, which every write bumps; a pr
 the generation at most every HUB_CACHE_GENERATION_TTL seconds (1 s by default), so a write is
 visible to anonymous readers within that time.
 
-Rate limiting: the anonymous rate (DRF's ``anon`` rate) is counted per client address and
-fixed window in the shared cache, but a process adds its requests to the shared counter once
-every HUB_THROTTLE_SYNC_EVERY requests (10 by default; 1 counts exactly), so the limit may be
-exceeded by at most that many requests per process and window.
+Rate limiting: every request here is counted by registry.api.throttles, the same throttle and
+the same per-client budget as the DRF views (which then do not count it again).
 """
 
 from __future__ import annotations
@@ -27,17 +25,14 @@ from collections import OrderedDict
 
 from django.conf import settings
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from django.http import HttpResponse, JsonResponse
-from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle
 
 from . import caching
+from .throttles import FAST_THROTTLED, check_anonymous
+from .throttles import counter as throttle  # noqa: F401 - the shared counter (tests reset its pending hits)
 
-FAST_THROTTLED = "hub_fast_throttled"  # set on requests the fast path already counted
 _lock = threading.Lock()
 _generation = {"value": None, "read_at": 0.0}
-_client_for = {"backend": None, "client": None}
 
 
 def current_generation() -> int:
@@ -94,75 +89,6 @@ class LocalCache:
 local_cache = LocalCache()
 
 
-class WindowThrottle:
-    """Fixed-window counting per client, shared through the cache, synced in batches."""
-
-    def __init__(self):
-        self.pending: dict[tuple[str, int], list[int]] = {}  # (ident, window) -> [unsynced, shared total]
-
-    def hit(self, ident: str) -> tuple[bool, int]:
-        rate = api_settings.DEFAULT_THROTTLE_RATES.get("anon")
-        if not rate:
-            return True, 0
-        limit, period = SimpleRateThrottle.parse_rate(None, rate)
-        now = time.time()
-        window = int(now // period)
-        sync_every = max(1, int(getattr(settings, "HUB_THROTTLE_SYNC_EVERY", 10)))
-        with _lock:
-            entry = self.pending.get((ident, window))
-            if entry is None:
-                self._forget_old(window)
-                entry = self.pending[(ident, window)] = [0, 0]
-            entry[0] += 1
-            sync = entry[1] == 0 or entry[0] >= sync_every
-            delta = entry[0] if sync else 0
-            if sync:
-                entry[0] = 0
-        if sync:
-            total = _shared_incr(f"hub:fast-throttle:{ident}:{window}", delta, period + 1)
-            with _lock:
-                entry[1] = max(entry[1], total)
-        estimate = entry[1] + entry[0]
-        if estimate <= limit:
-            return True, 0
-        return False, max(1, int(period - now % period))
-
-    def _forget_old(self, window: int) -> None:
-        for key in [k for k in self.pending if k[1] < window]:
-            del self.pending[key]
-
-
-throttle = WindowThrottle()
-
-
-def _shared_incr(key: str, delta: int, ttl: int) -> int:
-    client = _redis_client()
-    if client is not None:
-        pipe = client.pipeline(transaction=False)
-        pipe.incrby(key, delta)
-        pipe.expire(key, ttl)
-        return int(pipe.execute()[0])
-    cache = caches["default"]
-    cache.add(key, 0, timeout=ttl)
-    try:
-        return cache.incr(key, delta)
-    except ValueError:
-        cache.set(key, delta, timeout=ttl)
-        return delta
-
-
-def _redis_client():
-    """The redis-py client behind Django's RedisCache (made once per backend: building one costs
-    more than a round trip), or None for other cache backends."""
-    backend = caches["default"]
-    if not isinstance(backend, RedisCache):
-        return None
-    if _client_for["backend"] is not backend:
-        _client_for["client"] = backend._cache.get_client(write=True)
-        _client_for["backend"] = backend
-    return _client_for["client"]
-
-
 def _throttled(wait: int) -> JsonResponse:
     response = JsonResponse({"code": "throttled", "detail": "Request was throttled.", "retry_after": wait},
                             status=429)
@@ -183,7 +109,7 @@ def anonymous_cache(view):
     def wrapped(request, *args, **kwargs):
         if not eligible(request):
             return view(request, *args, **kwargs)
-        allowed, wait = throttle.hit(AnonRateThrottle().get_ident(request))
+        allowed, wait = check_anonymous(request)
         if not allowed:
             return _throttled(wait)
         digest = hashlib.sha256(f"{request.get_host()}|{request.get_full_path()}".encode()).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import serializers
 
 from ..choices import TokenScope, VersionStatus
@@ -25,12 +26,36 @@ class FileSerializer(serializers.ModelSerializer):
         return download_url(self.context.get("request"), obj)
 
 
-class VersionSerializer(serializers.ModelSerializer):
+def summarize(text: str) -> str:
+    """The first settings.HUB_SUMMARY_CHARS characters of ``text``, cut at a word, with an ellipsis."""
+    limit = settings.HUB_SUMMARY_CHARS
+    text = text or ""
+    flat = " ".join(text[: 4 * limit].split())  # whitespace collapsed; a bounded amount of work
+    if len(flat) <= limit and len(text) <= 4 * limit:
+        return flat
+    cut = flat[: limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip() + "\u2026"
+
+
+class SummaryMixin(serializers.Serializer):
+    summary = serializers.SerializerMethodField(
+        help_text="the description's first characters; the full text is in the detail answer"
+    )
+
+    def get_summary(self, obj) -> str:
+        return summarize(obj.description)
+
+
+class VersionSerializer(SummaryMixin, serializers.ModelSerializer):
+    """A version in a list (a summary of its description)."""
+
     class Meta:
         model = AdapterVersion
         fields = [
             "version", "status", "error_code", "yanked", "yank_reason", "digest", "claimed_score",
-            "verified_score", "description", "created_at", "validated_at",
+            "verified_score", "summary", "created_at", "validated_at",
         ]
 
 
@@ -39,15 +64,15 @@ class VersionDetailSerializer(VersionSerializer):
     is_default = serializers.SerializerMethodField()
 
     class Meta(VersionSerializer.Meta):
-        fields = [*VersionSerializer.Meta.fields, "is_default", "validation_report", "files"]
+        fields = [*VersionSerializer.Meta.fields, "description", "is_default", "validation_report", "files"]
 
     def get_is_default(self, obj) -> bool:
         chosen = default_version(obj.adapter)
         return chosen is not None and chosen.pk == obj.pk
 
 
-class AdapterSerializer(serializers.ModelSerializer):
-    """An adapter in a list; ``current_*`` describe its default (or newest) version."""
+class AdapterSerializer(SummaryMixin, serializers.ModelSerializer):
+    """An adapter in a list (a summary of its description); ``current_*`` describe its default version."""
 
     identifier = serializers.CharField(read_only=True)
     task = serializers.CharField(source="task.slug", read_only=True)
@@ -63,7 +88,7 @@ class AdapterSerializer(serializers.ModelSerializer):
         model = Adapter
         fields = [
             "id", "identifier", "task", "subtask", "organisation", "model_name", "model_type", "method",
-            "config_hash", "description", "license", "visibility", "is_default", "download_count",
+            "config_hash", "summary", "license", "visibility", "is_default", "download_count",
             "current_version", "current_status", "current_score", "created_at", "updated_at",
         ]
 
@@ -73,7 +98,7 @@ class AdapterDetailSerializer(AdapterSerializer):
     versions = serializers.SerializerMethodField()
 
     class Meta(AdapterSerializer.Meta):
-        fields = [*AdapterSerializer.Meta.fields, "config", "default_version", "versions"]
+        fields = [*AdapterSerializer.Meta.fields, "description", "config", "default_version", "versions"]
 
     def get_default_version(self, obj) -> str | None:
         chosen = default_version(obj)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 
+from django.conf import settings
 from django.http import FileResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
@@ -43,8 +44,11 @@ class UploadRequestSerializer(serializers.Serializer):
     model_name = serializers.CharField(help_text="The backbone, e.g. bert-base-uncased")
     version = serializers.CharField(help_text="1-64 of letters, digits, '.', '_', '-', '+'")
     claimed_score = serializers.FloatField(required=False)
-    description = serializers.CharField(required=False)
-    license = serializers.CharField(required=False)
+    description = serializers.CharField(
+        required=False, max_length=settings.HUB_MAX_DESCRIPTION_CHARS,
+        help_text="free text; longer is 400 invalid_input (HUB_MAX_DESCRIPTION_CHARS); lists show a summary",
+    )
+    license = serializers.CharField(required=False, max_length=settings.HUB_MAX_LICENSE_CHARS)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
     sha256 = serializers.CharField(
         required=False, help_text='JSON object mapping file names to their sha256 hex digest, checked on arrival'

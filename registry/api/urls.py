@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from . import schema, views, views_catalog, views_manage, views_tokens  # noqa: F401 - schema registers itself
+from . import schema, views, views_catalog, views_index, views_manage, views_tokens  # noqa: F401 - schema registers
 from .fastpath import anonymous_cache
 from .uploads import upload_urlpatterns
 
@@ -23,6 +23,7 @@ register_converter(TextConverter, "text")
 
 app_name = "api"
 urlpatterns = [
+    path("", views_index.ApiIndexView.as_view(), name="index"),
     path("adapters", anonymous_cache(views.AdapterListView.as_view()), name="adapter-list"),
     path("adapters/<int:pk>", anonymous_cache(views.AdapterDetailView.as_view()), name="adapter-detail"),
     path("adapters/<int:pk>/versions", views.VersionListView.as_view(), name="version-list"),

@@ -16,7 +16,9 @@ from .serializers import (
     AdapterDetailSerializer, AdapterPageSerializer, AdapterSerializer, FileSerializer, ResolveQuerySerializer,
     ResolveSerializer, SearchQuerySerializer, VersionDetailSerializer, VersionSerializer,
 )
-from .views_common import ERROR, READ_ERRORS, WRITE_ERRORS, query_params, visible_adapter, writable_adapter
+from .views_common import (
+    ERROR, READ_ERRORS, WRITE_ERRORS, page_of, query_params, visible_adapter, writable_adapter,
+)
 
 
 class AdapterListView(APIView):
@@ -69,7 +71,8 @@ class VersionListView(APIView):
 
     pagination_class = HubPagination
 
-    @extend_schema(operation_id="adapters_versions_list", responses={200: VersionSerializer(many=True), **READ_ERRORS})
+    @extend_schema(operation_id="adapters_versions_list", responses={200: page_of(VersionSerializer, "VersionPage"),
+                                                                    **READ_ERRORS})
     def get(self, request, pk: int):
         adapter = visible_adapter(request, pk)
         paginator = HubPagination()

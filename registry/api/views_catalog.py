@@ -12,13 +12,13 @@ from ..choices import Visibility
 from ..models import Organisation, Task
 from .pagination import HubPagination
 from .serializers import OrganisationSerializer, TaskDetailSerializer, TaskSerializer
-from .views_common import ERROR
+from .views_common import ERROR, page_of
 
 PUBLIC_COUNT = Count("adapters", filter=Q(adapters__visibility=Visibility.PUBLIC))
 
 
 class TaskListView(APIView):
-    @extend_schema(operation_id="tasks_list", responses={200: TaskSerializer(many=True), 404: ERROR})
+    @extend_schema(operation_id="tasks_list", responses={200: page_of(TaskSerializer, "TaskPage"), 404: ERROR})
     def get(self, request):
         paginator = HubPagination()
         page = paginator.paginate_queryset(Task.objects.order_by("slug"), request, view=self)
@@ -35,7 +35,10 @@ class TaskDetailView(APIView):
 
 
 class OrganisationListView(APIView):
-    @extend_schema(operation_id="organisations_list", responses={200: OrganisationSerializer(many=True), 404: ERROR})
+    @extend_schema(
+        operation_id="organisations_list",
+        responses={200: page_of(OrganisationSerializer, "OrganisationPage"), 404: ERROR},
+    )
     def get(self, request):
         paginator = HubPagination()
         orgs = Organisation.objects.annotate(public_adapters=PUBLIC_COUNT).order_by("slug")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer, inline_serializer
 from rest_framework import exceptions, serializers
 
 from ..models import Adapter
@@ -19,6 +19,16 @@ class ErrorSerializer(serializers.Serializer):
 ERROR = OpenApiResponse(ErrorSerializer, description="error: {code, detail, ...}")
 READ_ERRORS = {400: ERROR, 404: ERROR, 429: ERROR}
 WRITE_ERRORS = {400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 429: ERROR}
+
+
+def page_of(serializer_class, name: str):
+    """The schema of a HubPagination answer: {count, next, previous, results: [serializer_class]}."""
+    return inline_serializer(name, {
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": serializer_class(many=True),
+    })
 
 
 def require_login(request) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
@@ -14,7 +16,7 @@ from ..models import ApiToken, Membership, Organisation
 from ..tokens import create_token
 from .pagination import HubPagination
 from .serializers import TokenCreatedSerializer, TokenCreateSerializer, TokenSerializer
-from .views_common import WRITE_ERRORS, require_login
+from .views_common import WRITE_ERRORS, page_of, require_login
 
 
 def _organisations(user, slugs: list[str]) -> list[Organisation]:
@@ -41,8 +43,25 @@ def _no_wider_than(current, scope: str, orgs: list[Organisation]) -> None:
         raise PermissionDeniedError("this token may only create tokens for its own organisations")
 
 
+def _expiry(current, days: int | None):
+    """When the new token expires: never later than the token creating it (which it inherits by default)."""
+    wanted = timezone.now() + timedelta(days=days) if days else None
+    limit = current.expires_at if isinstance(current, ApiToken) else None
+    if limit is None:
+        return wanted
+    if wanted is None:
+        return limit
+    if wanted > limit:
+        raise PermissionDeniedError(
+            f"this token expires at {limit.isoformat()}; it cannot create a token that expires later",
+            expires_at=limit.isoformat(),
+        )
+    return wanted
+
+
 class TokenListView(APIView):
-    @extend_schema(operation_id="tokens_list", responses={200: TokenSerializer(many=True), **WRITE_ERRORS})
+    @extend_schema(operation_id="tokens_list", responses={200: page_of(TokenSerializer, "TokenPage"),
+                                                           **WRITE_ERRORS})
     def get(self, request):
         require_login(request)
         paginator = HubPagination()
@@ -63,8 +82,8 @@ class TokenListView(APIView):
         orgs = _organisations(request.user, data["organisations"])
         _no_wider_than(request.auth, data["scope"], orgs)
         token, raw = create_token(
-            request.user, scope=data["scope"], organisations=orgs, expires_days=data.get("expires_days"),
-            name=data.get("name", ""),
+            request.user, scope=data["scope"], organisations=orgs,
+            expires_at=_expiry(request.auth, data.get("expires_days")), name=data.get("name", ""),
         )
         out = TokenSerializer(token).data
         out["token"] = raw

@@ -9,6 +9,8 @@ stopped at the limit. Files land flat in ``dest_dir`` under their base names.
 
 from __future__ import annotations
 
+import bz2  # noqa: F401 - bz2 members fail with OSError, caught below
+import lzma
 import os
 import posixpath
 import stat
@@ -20,10 +22,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from ..errors import InvalidArchive, TooLarge, TooManyFiles
+from ..errors import InvalidArchive, PlatformError, RegistryError, TooLarge, TooManyFiles
 from .files import check_filename
 
 _CHUNK = 1024 * 1024
+# What a damaged or unsupported archive raises while it is read: bad CRC or headers (BadZipFile,
+# TarError), a corrupt deflate / lzma / bzip2 stream (zlib.error, LZMAError, OSError), a cut stream
+# (EOFError), encryption (RuntimeError), an unknown compression method (NotImplementedError).
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, RuntimeError,
+            NotImplementedError, OSError, ValueError)
 
 
 @dataclass
@@ -96,13 +103,21 @@ def _copy_limited(src, dest_path: str, name: str, budget: int) -> int:
     """Copy at most min(file limit, budget) bytes; raise TooLarge past it."""
     limit = min(settings.HUB_MAX_FILE_BYTES, budget)
     written = 0
-    fd = os.open(dest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        while chunk := src.read(_CHUNK):
+    try:
+        fd = os.open(dest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        out = os.fdopen(fd, "wb")
+    except OSError as exc:
+        raise PlatformError(f"cannot write the unpacked archive: {exc}", code="temporary_storage_unavailable") from exc
+    with out:
+        while chunk := src.read(_CHUNK):  # read errors: a damaged member (see _DAMAGED)
             written += len(chunk)
             if written > limit:
                 raise TooLarge(f"{name!r} unpacks to more than {limit} bytes", filename=name, limit=limit)
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise PlatformError(f"cannot write the unpacked archive: {exc}",
+                                    code="temporary_storage_unavailable") from exc
     return written
 
 
@@ -135,8 +150,11 @@ def extract_archive(path: str, archive_name: str, dest_dir: str) -> dict[str, st
             with member.open() as src:
                 total += _copy_limited(src, target, base, budget)
             extracted[base] = target
-    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
-        raise InvalidArchive(f"{archive_name}: damaged or unsupported archive ({exc})") from None
+    except RegistryError:
+        raise  # our own refusals (TooLarge, ...) and PlatformError, which is an OSError too
+    except _DAMAGED as exc:
+        raise InvalidArchive(f"{archive_name}: damaged or unsupported archive ({type(exc).__name__}: {exc})",
+                             archive=archive_name) from None
     finally:
         members.close()
     if not extracted:

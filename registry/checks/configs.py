@@ -11,14 +11,11 @@ import json
 import os
 from dataclasses import dataclass
 
+from adapters_client.rules import REMOTE_CODE_KEYS  # noqa: F401 - re-exported: the one copy of the rule
+from adapters_client.rules import MAX_JSON_DEPTH, find_remote_code_key, json_too_deep
 from django.conf import settings
 
 from ..errors import InvalidConfig
-
-# Keys by which a transformers-style loader would import or run code from elsewhere.
-REMOTE_CODE_KEYS = frozenset(
-    {"auto_map", "trust_remote_code", "remote_code", "custom_pipelines", "code_revision", "custom_code"}
-)
 _SCALAR_FIELDS = {"model_class": str, "name": str, "version": str, "model_name": str}
 
 
@@ -64,10 +61,14 @@ def load_json_file(path: str, filename: str) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid(filename, "", "not UTF-8") from None
+    if json_too_deep(raw):
+        raise _invalid(filename, "", f"nested more than {MAX_JSON_DEPTH} levels deep (or unbalanced brackets)")
     try:
         data = json.loads(text, object_pairs_hook=_pairs_no_duplicates(filename))
     except InvalidConfig:
         raise
+    except RecursionError:
+        raise _invalid(filename, "", f"nested more than {MAX_JSON_DEPTH} levels deep") from None
     except ValueError as exc:
         raise _invalid(filename, "", f"invalid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -76,17 +77,11 @@ def load_json_file(path: str, filename: str) -> dict:
     return data
 
 
-def check_no_remote_code(data, filename: str, prefix: str = "") -> None:
-    """Refuse ``auto_map`` and the other remote-code keys at any depth, naming the field."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            field = f"{prefix}{key}"
-            if isinstance(key, str) and key.lower() in REMOTE_CODE_KEYS:
-                raise _invalid(filename, field, "remote code is not accepted on the hub")
-            check_no_remote_code(value, filename, field + ".")
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            check_no_remote_code(value, filename, f"{prefix}{i}.")
+def check_no_remote_code(data, filename: str) -> None:
+    """Refuse ``auto_map`` and the other remote-code keys (adapters_client.rules) at any depth."""
+    field = find_remote_code_key(data)
+    if field is not None:
+        raise _invalid(filename, field, "remote code is not accepted on the hub")
 
 
 def _method_config(data: dict, filename: str):

@@ -13,6 +13,7 @@ import os
 import struct
 from dataclasses import dataclass
 
+from adapters_client.rules import MAX_JSON_DEPTH, json_too_deep
 from django.conf import settings
 
 from ..errors import InvalidSafetensors
@@ -74,8 +75,12 @@ def read_header(path: str, name: str) -> tuple[dict, int]:
         raise _fail(name, "header is not UTF-8") from None
     if not text.lstrip().startswith("{"):
         raise _fail(name, "header is not a JSON object")
+    if json_too_deep(raw):
+        raise _fail(name, f"header is nested more than {MAX_JSON_DEPTH} levels deep (or unbalanced brackets)")
     try:
         header = json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise _fail(name, f"header is nested more than {MAX_JSON_DEPTH} levels deep") from None
     except _DuplicateKey as exc:
         raise _fail(name, f"duplicate tensor name {exc.key!r} in the header", tensor=exc.key) from None
     except ValueError as exc:

@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet
 
 from adapters_client.errors import InvalidIdentifier
 from adapters_client.identifiers import AdapterId
+from adapters_client.rules import ErrorCodes, alias_target
 
 from ..choices import VersionStatus
 from ..errors import AdapterNotFoundError, AmbiguousIdentifierError, InvalidIdentifierError, NotFound, UserError
@@ -17,7 +18,6 @@ from ..models import Adapter, AdapterVersion
 from ..querysets import default_version, visible_adapters
 
 CONFIG_HASH = re.compile(r"[0-9a-f]{16}\Z")
-METHOD_ALIASES = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn"}
 MAX_SUGGESTIONS = 5
 
 
@@ -67,13 +67,8 @@ def config_filter(config: str) -> Q:
 
 
 def _canonical_method(name: str) -> str:
-    """``pfeiffer`` -> ``seq_bn`` (the client's alias table when importable, else ours)."""
-    try:
-        from adapters_client.configs import canonical_name
-
-        return canonical_name(name)
-    except Exception:  # noqa: BLE001 - ImportError or an unknown name
-        return METHOD_ALIASES.get(name, name)
+    """``pfeiffer`` -> ``seq_bn``: the one alias table, adapters_client.rules."""
+    return alias_target(name)
 
 
 def _describe(adapter: Adapter) -> dict:
@@ -128,7 +123,7 @@ def pick_version(adapter: Adapter, version: str = "") -> tuple[AdapterVersion, s
     if version:
         chosen = adapter.versions.filter(version=version).first()
         if chosen is None:
-            raise NotFound(f"{adapter.identifier} has no version '{version}'", code="version_not_found")
+            raise NotFound(f"{adapter.identifier} has no version '{version}'", code=ErrorCodes.VERSION_NOT_FOUND)
         if chosen.status != VersionStatus.VALID:
             raise VersionNotValid(
                 f"version '{version}' of {adapter.identifier} is {chosen.status}, not valid",
@@ -141,7 +136,7 @@ def pick_version(adapter: Adapter, version: str = "") -> tuple[AdapterVersion, s
         return chosen, warning
     chosen = default_version(adapter)
     if chosen is None:
-        raise NotFound(f"{adapter.identifier} has no valid, non-yanked version yet", code="no_valid_version")
+        raise NotFound(f"{adapter.identifier} has no valid, non-yanked version yet", code=ErrorCodes.NO_VALID_VERSION)
     return chosen, ""
 
 

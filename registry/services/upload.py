@@ -167,8 +167,10 @@ def _check_fields(version, claimed_score, license, visibility, description) -> d
         claimed_score = None
     if visibility not in Visibility.values:
         raise InvalidInput(f"visibility must be one of {', '.join(Visibility.values)}", field="visibility")
-    if len(license or "") > 64:
-        raise InvalidInput("license is at most 64 characters", field="license")
+    for field, value, cap in (("description", description, settings.HUB_MAX_DESCRIPTION_CHARS),
+                              ("license", license, settings.HUB_MAX_LICENSE_CHARS)):
+        if not isinstance(value or "", str) or len(value or "") > cap:
+            raise InvalidInput(f"{field} is at most {cap} characters", field=field, limit=cap)
     return {"version": version, "claimed_score": claimed_score, "license": license or "",
             "visibility": visibility, "description": description or ""}
 

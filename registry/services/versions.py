@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters_client.rules import ErrorCodes
 from django.db import transaction
 
 from ..choices import VersionStatus, Visibility
@@ -14,7 +15,7 @@ MAX_REASON = 500
 def get_version(adapter: Adapter, version: str) -> AdapterVersion:
     found = adapter.versions.filter(version=version).first()
     if found is None:
-        raise NotFound(f"{adapter.identifier} has no version '{version}'", code="version_not_found")
+        raise NotFound(f"{adapter.identifier} has no version '{version}'", code=ErrorCodes.VERSION_NOT_FOUND)
     return found
 
 

@@ -11,6 +11,7 @@ import os
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
+from schemathesis.checks import response_schema_conformance
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -72,3 +73,5 @@ def test_no_server_errors(data, case):
             assert headers.get("retry-after"), (case.formatted_path, response.text[:500])
             continue
         assert response.status_code < 500, (case.method, case.formatted_path, case.query, response.text[:500])
+        # Every documented answer has the documented shape (issue 7: the schema matches every answer).
+        case.validate_response(response, checks=[response_schema_conformance])
