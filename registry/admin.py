@@ -2,7 +2,9 @@
 
 from django.contrib import admin
 
-from .models import Adapter, AdapterVersion, ApiToken, Membership, Organisation, Subtask, Task, VersionFile
+from .models import (
+    Adapter, AdapterVersion, ApiToken, Backbone, Membership, Organisation, Subtask, Task, VersionFile,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -32,9 +34,28 @@ class TaskAdmin(admin.ModelAdmin):
 
 @admin.register(Subtask)
 class SubtaskAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "name", "metric_name", "metric_direction", "language"]
+    list_display = ["__str__", "name", "metric_name", "metric_direction", "language", "sample_size"]
     list_filter = ["task"]
     search_fields = ["slug", "name", "task__slug"]
+    fieldsets = [
+        (None, {"fields": ["task", "slug", "name", "description", "dataset_url", "language"]}),
+        ("Evaluation (verified scores)", {
+            "fields": ["metric_name", "metric_direction", "evaluation_source", "evaluation_sample"],
+            "description": 'Held-out pairs, a JSON list of {"text": ..., "label": ...} with labels as the '
+                           "heads name them; or load a file with <code>manage.py evalsample</code>.",
+        }),
+    ]
+
+    @admin.display(description="evaluation sample")
+    def sample_size(self, obj) -> int:
+        return len(obj.evaluation_sample or [])
+
+
+@admin.register(Backbone)
+class BackboneAdmin(admin.ModelAdmin):
+    list_display = ["model_name", "source", "path", "revision", "enabled"]
+    list_filter = ["source", "enabled"]
+    search_fields = ["model_name", "path", "repo_id"]
 
 
 class VersionInline(admin.TabularInline):

@@ -4,6 +4,10 @@ from django.db import models
 
 # The Celery task that validates a version, sent by name so the registry never imports validator.
 VALIDATE_VERSION_TASK = "validator.validate_version"
+# Runs a valid adapter on a short text for the web page's "try it" box: args (version_id, text);
+# returns {"labels": [{"label": str, "score": float}, ...]} (classification) or
+# {"tokens": [{"token": str, "label": str, "score": float}, ...]} (tagging).
+TRY_ADAPTER_TASK = "validator.try_adapter"
 
 
 class Role(models.TextChoices):

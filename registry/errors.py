@@ -56,6 +56,10 @@ class InvalidConfig(UserError):
     code = C.INVALID_CONFIG
 
 
+class InvalidModelName(UserError):
+    code = C.INVALID_MODEL_NAME
+
+
 class InvalidFilename(UserError):
     code = C.INVALID_FILENAME
 

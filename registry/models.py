@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from adapters_client.rules import SLUG_HELP, SLUG_PATTERN
+from adapters_client.rules import SLUG_HELP, is_slug
 
 from .choices import MetricDirection, Role, TokenScope, Visibility, VersionStatus
 
-slug_validator = RegexValidator(f"^{SLUG_PATTERN}$", SLUG_HELP)  # the identifier grammar: adapters_client.rules
+def slug_validator(value) -> None:
+    """The identifier grammar (adapters_client.rules.is_slug): its pattern, and no '..' in a part."""
+    if not is_slug(value):
+        raise ValidationError(SLUG_HELP + ", without '..'", code="invalid", params={"value": value})
 
 
 class Organisation(models.Model):
@@ -68,6 +71,10 @@ class Subtask(models.Model):
         max_length=8, choices=MetricDirection.choices, default=MetricDirection.HIGHER
     )
     language = models.CharField(max_length=16, blank=True, default="en")
+    # Held-out text/label pairs the validator scores every fitting version on ([{"text", "label"}, ...]);
+    # set by staff (admin or ``manage.py evalsample``); ``evaluation_source`` says where they come from.
+    evaluation_sample = models.JSONField(default=list, blank=True)
+    evaluation_source = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["task__slug", "slug"]
@@ -79,6 +86,43 @@ class Subtask(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class Backbone(models.Model):
+    """An allow-listed backbone: a public ``model_name`` and where the validator loads it from.
+
+    Rows extend (and override) ``HUB_VALIDATOR_BACKBONES`` from the settings; see validator/backbones.py
+    for the meaning of each source.
+    """
+
+    class Source(models.TextChoices):
+        FOLDER = "folder", "Local folder"
+        HF_CACHE = "hf_cache", "Hugging Face cache (offline)"
+        CONFIG_ONLY = "config_only", "Config only (random weights: shape checks)"
+
+    model_name = models.CharField(max_length=200, unique=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.FOLDER)
+    path = models.CharField(max_length=1000, blank=True, help_text="folder, or config.json for config_only")
+    revision = models.CharField(max_length=100, blank=True)
+    repo_id = models.CharField(max_length=200, blank=True, help_text="hf_cache: when it differs from model_name")
+    config = models.JSONField(null=True, blank=True, help_text="config_only: the model config")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["model_name"]
+
+    def as_entry(self) -> dict:
+        """The allow-list entry validator.backbones.parse_entry reads."""
+        entry = {"source": self.source}
+        for key in ("path", "revision", "repo_id"):
+            if getattr(self, key):
+                entry[key] = getattr(self, key)
+        if self.config is not None:
+            entry["config"] = self.config
+        return entry
+
+    def __str__(self) -> str:
+        return self.model_name
 
 
 class Adapter(models.Model):

@@ -1,1 +1,4 @@
-"""Validation workers (Celery) and the offline validation command. Built in a later issue."""
+"""Validation of adapter versions: the checks (``pipeline.validate_folder``, no ORM), the backbone allow-list
+and cache (``backbones``, ``loading``), the report, the verified score and the offline command
+``python -m validator``. See docs/validator.md.
+"""

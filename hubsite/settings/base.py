@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "registry",
+    "validator",  # its management command (versionstatus); the web process never imports torch from it
 ]
 
 MIDDLEWARE = [
@@ -153,14 +154,31 @@ HUB_CACHE_GENERATION_TTL = float(env_str("HUB_CACHE_GENERATION_TTL", "1.0"))
 HUB_THROTTLE_SYNC_EVERY = env_int("HUB_THROTTLE_SYNC_EVERY", 10)
 
 # --- Celery (RELIABILITY.md: late ack, reject on worker lost, prefetch 1, limits < visibility).
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
-CELERY_RESULT_BACKEND = None
+# Without Redis (the embedded mode) the broker is kombu's filesystem transport under var/broker and
+# results are files under var/celery-results: a worker process beside the web server needs no service.
+HUB_BROKER_DIR = env_str("HUB_BROKER_DIR", os.path.join(VAR_DIR, "broker"))
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND", REDIS_URL or "file://" + os.path.join(VAR_DIR, "celery-results"))
+CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("HUB_VALIDATION_SOFT_TIME_LIMIT", 600)
 CELERY_TASK_TIME_LIMIT = env_int("HUB_VALIDATION_TIME_LIMIT", 660)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("HUB_BROKER_VISIBILITY_TIMEOUT", 900)}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for _sub in ("queue", "processed", "control"):
+        os.makedirs(os.path.join(HUB_BROKER_DIR, _sub), exist_ok=True)
+    if CELERY_RESULT_BACKEND.startswith("file://"):
+        os.makedirs(CELERY_RESULT_BACKEND[len("file://"):], exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS.update({
+        "data_folder_in": os.path.join(HUB_BROKER_DIR, "queue"),
+        "data_folder_out": os.path.join(HUB_BROKER_DIR, "queue"),
+        "processed_folder": os.path.join(HUB_BROKER_DIR, "processed"),
+        "control_folder": os.path.join(HUB_BROKER_DIR, "control"),
+        "store_processed": False,
+    })
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "validation"
 CELERY_TIMEZONE = TIME_ZONE
@@ -169,6 +187,14 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-orphan-objects": {"task": "registry.sweep_orphan_objects", "schedule": 3600.0},
 }
 HUB_VALIDATION_MAX_ATTEMPTS = env_int("HUB_VALIDATION_MAX_ATTEMPTS", 3)
+# Platform faults (backbone unavailable, out of memory) are retried this often with exponential backoff.
+HUB_VALIDATION_RETRIES = env_int("HUB_VALIDATION_RETRIES", 3)
+HUB_VALIDATION_RETRY_BACKOFF = env_int("HUB_VALIDATION_RETRY_BACKOFF", 30)
+# The backbone allow-list (a JSON file: model name -> entry, see docs/validator.md); unset: the packaged
+# backbones. Backbone rows in the admin add to it.
+HUB_VALIDATOR_BACKBONES = env_str("HUB_VALIDATOR_BACKBONES") or None
+# A claimed score more than this above the verified one is marked on the version.
+HUB_CLAIMED_SCORE_TOLERANCE = float(env_str("HUB_CLAIMED_SCORE_TOLERANCE", "0.05"))
 HUB_STALE_AFTER_SECONDS = env_int("HUB_STALE_AFTER_SECONDS", 900)
 HUB_ORPHAN_GRACE_SECONDS = env_int("HUB_ORPHAN_GRACE_SECONDS", 3600)
 CELERY_BROKER_CONNECTION_TIMEOUT = env_int("HUB_BROKER_CONNECTION_TIMEOUT", 3)
@@ -222,3 +248,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("HUB_LOG_LEVEL", "INFO")},
 }
+
+# --- Web pages ---------------------------------------------------------------------------------
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+DEFAULT_FROM_EMAIL = env_str("HUB_FROM_EMAIL", "hub@localhost")

@@ -5,3 +5,5 @@ from .env import env_bool
 
 DEBUG = env_bool("HUB_DEBUG", True)
 ALLOWED_HOSTS = ["*"]
+# Password-reset mails are printed on the console in the embedded mode.
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"

@@ -24,10 +24,13 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "weights": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": os.path.join(VAR_DIR, "test-weights", str(os.getpid()))},
+        # A worker subprocess of the end-to-end tests is pointed at the test process's store.
+        "OPTIONS": {
+            "location": env_str("TEST_WEIGHTS_DIR", os.path.join(VAR_DIR, "test-weights", str(os.getpid())))
+        },
     },
 }
-HUB_UPLOAD_TMP_DIR = os.path.join(VAR_DIR, "test-upload-tmp", str(os.getpid()))
+HUB_UPLOAD_TMP_DIR = env_str("TEST_UPLOAD_TMP_DIR", os.path.join(VAR_DIR, "test-upload-tmp", str(os.getpid())))
 FILE_UPLOAD_TEMP_DIR = HUB_UPLOAD_TMP_DIR
 os.makedirs(HUB_UPLOAD_TMP_DIR, exist_ok=True)
 REST_FRAMEWORK = {**REST_FRAMEWORK}  # noqa: F405

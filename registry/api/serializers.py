@@ -51,24 +51,44 @@ class SummaryMixin(serializers.Serializer):
 class VersionSerializer(SummaryMixin, serializers.ModelSerializer):
     """A version in a list (a summary of its description)."""
 
+    claimed_above_verified = serializers.SerializerMethodField(
+        help_text="the claimed score is more than HUB_CLAIMED_SCORE_TOLERANCE above the verified one")
+
     class Meta:
         model = AdapterVersion
         fields = [
             "version", "status", "error_code", "yanked", "yank_reason", "digest", "claimed_score",
-            "verified_score", "summary", "created_at", "validated_at",
+            "verified_score", "claimed_above_verified", "summary", "created_at", "validated_at",
         ]
+
+    def get_claimed_above_verified(self, obj) -> bool:
+        return claimed_above_verified(obj)
 
 
 class VersionDetailSerializer(VersionSerializer):
+    """A version with its validation report: every check with its outcome, code and figures, the backbone
+    fingerprint it was checked on (``backbone_fingerprint``), and the verified score's details."""
+
     files = FileSerializer(many=True, read_only=True)
     is_default = serializers.SerializerMethodField()
+    backbone_fingerprint = serializers.SerializerMethodField()
 
     class Meta(VersionSerializer.Meta):
-        fields = [*VersionSerializer.Meta.fields, "description", "is_default", "validation_report", "files"]
+        fields = [*VersionSerializer.Meta.fields, "description", "is_default", "validation_report",
+                  "backbone_fingerprint", "files"]
+
+    def get_backbone_fingerprint(self, obj) -> dict | None:
+        backbone = (obj.validation_report or {}).get("backbone")
+        return backbone if isinstance(backbone, dict) else None
 
     def get_is_default(self, obj) -> bool:
         chosen = default_version(obj.adapter)
         return chosen is not None and chosen.pk == obj.pk
+
+
+def claimed_above_verified(version) -> bool:
+    claimed, verified = version.claimed_score, version.verified_score
+    return claimed is not None and verified is not None and claimed > verified + settings.HUB_CLAIMED_SCORE_TOLERANCE
 
 
 class AdapterSerializer(SummaryMixin, serializers.ModelSerializer):
@@ -164,6 +184,9 @@ class ResolveSerializer(serializers.Serializer):
     yanked = serializers.BooleanField()
     digest = serializers.CharField()
     warning = serializers.CharField(allow_blank=True)
+    backbone_fingerprint = serializers.JSONField(
+        allow_null=True, help_text="the backbone the version was validated on (model name, revision, digests of "
+                                   "its config and weights); the client warns when it applies it to another")
     files = FileSerializer(many=True)
 
 

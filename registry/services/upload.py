@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from adapters_client.errors import InvalidIdentifier
 from adapters_client.identifiers import AdapterId
+from adapters_client.rules import MODEL_NAME_HELP, is_public_model_name
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 
@@ -28,11 +29,14 @@ from ..checks import (
 from ..checks.archives import extract_archive
 from ..checks.configs import AdapterMeta
 from ..choices import Visibility
-from ..errors import InvalidConfig, InvalidIdentifierError, InvalidInput, NotFound, PlatformError, VersionExists
+from ..errors import (
+    InvalidConfig, InvalidIdentifierError, InvalidInput, InvalidModelName, NotFound, PlatformError, VersionExists,
+)
 from ..models import Adapter, AdapterVersion, Organisation, Subtask, Task, VersionFile
 from ..permissions import ensure_can_write
 from ..storage import delete_object, key_for, object_exists, object_lock, put_file
 from . import lifecycle
+from .backbones import allow_list_names
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +197,8 @@ def _check_files(incoming: list[IncomingFile], declared: dict | None) -> tuple[d
 
 def _model_name(model_name, meta: AdapterMeta) -> str:
     model_name = (model_name or "").strip()
-    if meta.model_name and model_name and meta.model_name != model_name:
+    # a config saved from a local backbone folder records its path: the form's public name then wins
+    if meta.model_name and model_name and meta.model_name != model_name and is_public_model_name(meta.model_name):
         raise InvalidConfig(
             f"adapter_config.json: model_name: says {meta.model_name!r} but the upload says {model_name!r}",
             field="model_name", filename="adapter_config.json",
@@ -201,6 +206,9 @@ def _model_name(model_name, meta: AdapterMeta) -> str:
     model_name = model_name or meta.model_name
     if not model_name or len(model_name) > 200 or any(c.isspace() for c in model_name):
         raise InvalidInput("model_name (the backbone, e.g. 'bert-base-uncased') is required", field="model_name")
+    if not is_public_model_name(model_name) and model_name not in allow_list_names():
+        raise InvalidModelName(f"model_name {model_name!r} is not an allow-listed backbone; use {MODEL_NAME_HELP}",
+                               field="model_name")
     return model_name
 
 

@@ -1,0 +1,50 @@
+"""Celery tasks of the validation workers: thin wrappers that take ids and call validator.jobs.
+
+Delivery guarantees (RELIABILITY.md): late acknowledgement and reject-on-worker-lost (settings), so a
+killed worker's job is delivered again; attempts are counted in the database (a job that kills its worker
+every time ends ``error: worker_lost``); platform faults are retried with exponential backoff, then end as
+``error``; the soft time limit ends a run as ``error: timeout`` before the hard limit and the broker's
+visibility timeout, so no second run starts while one is still going.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from registry.choices import TRY_ADAPTER_TASK, VALIDATE_VERSION_TASK
+
+from . import jobs
+from .errors import PlatformFault
+
+PING_TASK = "validator.ping"
+
+
+@shared_task(name=VALIDATE_VERSION_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
+             max_retries=None)
+def validate_version(self, version_id: int, digest: str) -> str | None:
+    try:
+        outcome = jobs.run_validation(version_id, digest)
+    except SoftTimeLimitExceeded as exc:
+        jobs.record_platform_error(version_id, digest, exc, "timeout")
+        return "error"
+    except PlatformFault as exc:
+        if self.request.retries >= settings.HUB_VALIDATION_RETRIES or jobs.attempts_exhausted(version_id):
+            jobs.record_platform_error(version_id, digest, exc, exc.code)
+            return "error"
+        raise self.retry(exc=exc, countdown=settings.HUB_VALIDATION_RETRY_BACKOFF * 2 ** self.request.retries)
+    return outcome.status if outcome is not None else None
+
+
+@shared_task(name=TRY_ADAPTER_TASK, acks_late=False, soft_time_limit=60, time_limit=90)
+def try_adapter(version_id: int, text: str) -> dict:
+    from .tryit import run_try
+
+    return run_try(version_id, text)
+
+
+@shared_task(name=PING_TASK, acks_late=False)
+def ping() -> str:
+    """Answers "pong": the run command's --check proves a worker consumes the queue."""
+    return "pong"
