@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import IncompatibleAdapter, InvalidAdapterConfig
+from ..rules import find_remote_code_key
 from .base import MethodConfig
 from .fusion import AdapterFusionConfig
 from .parsing import FUSION_CONFIGS, load_config, load_fusion_config
@@ -88,6 +89,9 @@ def read_adapter_config_json(data: Any) -> tuple[MethodConfig, dict]:
     """Validate adapter_config.json content; returns (method config, the other metadata)."""
     if not isinstance(data, Mapping):
         raise IncompatibleAdapter(f"{CONFIG_FILE} must hold a JSON object", field="adapter_config.json")
+    remote = find_remote_code_key(data)  # the whole file, at any depth, as the hub checks it
+    if remote is not None:
+        raise InvalidAdapterConfig(f"{CONFIG_FILE}: key {remote!r} (remote code) is not allowed", field=remote)
     if "config" not in data or not isinstance(data["config"], Mapping):
         raise InvalidAdapterConfig(f"{CONFIG_FILE} has no 'config' object", field="config")
     name = data.get("name")

@@ -1,4 +1,9 @@
-"""A bounded HTTP load generator: worker processes with keep-alive connections to 127.0.0.1."""
+"""A bounded HTTP load generator: worker processes with keep-alive connections to 127.0.0.1.
+
+Each worker times its own requests; the elapsed time of a run is measured from the first
+request sent to the last answer received (process start-up is not counted), so that short
+rounds give the same request rate as long ones.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,15 @@ import http.client
 import multiprocessing as mp
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+def percentile(data: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``data`` by the nearest-rank rule; NaN when empty."""
+    if not data:
+        return float("nan")
+    ordered = sorted(data)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
@@ -16,16 +29,14 @@ class Result:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    statuses: dict[int, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(q * len(data)))]
+        return percentile(self.latencies_ms, q)
 
     @property
     def p50(self) -> float:
@@ -36,49 +47,62 @@ class Result:
         return self.percentile(0.99)
 
 
-def _worker(port: int, paths: list[str], max_requests: int, deadline: float, out):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies, errors, i = [], 0, 0
+def _connect(port: int) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+
+def _worker(port: int, paths: list[str], offset: int, max_requests: int, deadline: float, out):
+    conn = _connect(port)
+    latencies, errors, statuses, i = [], 0, {}, 0
+    first = time.monotonic()
     while i < max_requests and time.monotonic() < deadline:
-        path = paths[i % len(paths)]
+        path = paths[(offset + i) % len(paths)]
         i += 1
         started = time.perf_counter()
         try:
             conn.request("GET", path, headers={"Accept": "application/json"})
             response = conn.getresponse()
             response.read()
+            statuses[response.status] = statuses.get(response.status, 0) + 1
             if response.status >= 400:
                 errors += 1
             if response.getheader("Connection", "").lower() == "close":
                 conn.close()
         except (OSError, http.client.HTTPException):
             errors += 1
+            statuses[0] = statuses.get(0, 0) + 1
             conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn = _connect(port)
         latencies.append((time.perf_counter() - started) * 1000)
-    out.put((latencies, errors))
+    conn.close()
+    out.put((latencies, errors, statuses, first, time.monotonic()))
 
 
 def drive(name: str, port: int, paths: list[str], *, concurrency: int, total_requests: int,
-          max_seconds: float) -> Result:
-    """Send at most ``total_requests`` (and for at most ``max_seconds``) GETs over ``paths``."""
+          max_seconds: float, offset: int = 0) -> Result:
+    """Send at most ``total_requests`` (and for at most ``max_seconds``) GETs over ``paths``.
+
+    ``offset`` shifts where each worker starts in its share of ``paths`` (so that successive
+    short rounds do not all repeat the first few paths)."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     per_worker = max(1, total_requests // concurrency)
-    started = time.monotonic()
-    deadline = started + max_seconds
+    deadline = time.monotonic() + max_seconds
     procs = []
     for w in range(concurrency):
         shard = paths[w::concurrency] or paths
-        procs.append(ctx.Process(target=_worker, args=(port, shard, per_worker, deadline, out)))
+        procs.append(ctx.Process(target=_worker, args=(port, shard, offset, per_worker, deadline, out)))
     for p in procs:
         p.start()
-    latencies, errors = [], 0
+    latencies, errors, statuses, firsts, lasts = [], 0, {}, [], []
     for _ in procs:
-        lat, err = out.get()
+        lat, err, codes, first, last = out.get()
         latencies.extend(lat)
         errors += err
+        for code, count in codes.items():
+            statuses[code] = statuses.get(code, 0) + count
+        firsts.append(first)
+        lasts.append(last)
     for p in procs:
         p.join()
-    elapsed = time.monotonic() - started
-    return Result(name, len(latencies), errors, elapsed, latencies)
+    return Result(name, len(latencies), errors, max(lasts) - min(firsts), latencies, statuses)

@@ -152,6 +152,8 @@ HUB_CACHE_SECONDS = env_int("HUB_CACHE_SECONDS", 30)
 HUB_CACHE_GENERATION_TTL = float(env_str("HUB_CACHE_GENERATION_TTL", "1.0"))
 # The anonymous fast path adds to the shared rate-limit counter once every N requests per process.
 HUB_THROTTLE_SYNC_EVERY = env_int("HUB_THROTTLE_SYNC_EVERY", 10)
+# ... and at most once per this many seconds per client (see registry/api/throttles.py).
+HUB_THROTTLE_SYNC_INTERVAL = float(env_str("HUB_THROTTLE_SYNC_INTERVAL", "0.1"))
 
 # --- Celery (RELIABILITY.md: late ack, reject on worker lost, prefetch 1, limits < visibility).
 # Without Redis (the embedded mode) the broker is kombu's filesystem transport under var/broker and

@@ -10,9 +10,11 @@ The client address is DRF's ``get_ident``: the socket's address, or, behind
 REST_FRAMEWORK["NUM_PROXIES"] trusted proxies (settings.HUB_TRUSTED_PROXIES), the address that
 the nearest trusted proxy saw; a header a client sets itself is never trusted alone.
 
-A process adds its hits to the shared counter once every HUB_THROTTLE_SYNC_EVERY requests per
-client (1 counts exactly), so a limit may be overshot by at most that many requests per
-process and window. Only public APIs: the cache's ``add`` / ``incr``, DRF's throttle attributes.
+A process adds its hits to the shared counter once it has HUB_THROTTLE_SYNC_EVERY unsynced
+requests of a client and HUB_THROTTLE_SYNC_INTERVAL seconds (0.1) have passed since its last sync
+for that client (SYNC_EVERY 1 counts exactly, every request), so a limit may be overshot by at most
+max(SYNC_EVERY, the client's requests in one interval) per process and window, while a busy process
+pays at most ten shared round trips a second per client. Only public APIs: the cache's ``add`` / ``incr``, DRF's throttle attributes.
 """
 
 from __future__ import annotations
@@ -32,23 +34,25 @@ class WindowCounter:
     """Fixed-window counting per client, shared through the cache, synced in batches."""
 
     def __init__(self):
-        self.pending: dict[tuple[str, int], list[int]] = {}  # (ident, window) -> [unsynced, shared total]
+        # (ident, window) -> [unsynced, shared total, time of the last sync]
+        self.pending: dict[tuple[str, int], list] = {}
 
     def hit(self, ident: str, limit: int, period: int) -> tuple[bool, int]:
         """Count one request of ``ident``; (allowed, seconds to wait when not)."""
         now = time.time()
         window = int(now // period)
         sync_every = max(1, int(getattr(settings, "HUB_THROTTLE_SYNC_EVERY", 10)))
+        interval = float(getattr(settings, "HUB_THROTTLE_SYNC_INTERVAL", 0.1)) if sync_every > 1 else 0.0
         with _lock:
             entry = self.pending.get((ident, window))
             if entry is None:
                 self._forget_old(window)
-                entry = self.pending[(ident, window)] = [0, 0]
+                entry = self.pending[(ident, window)] = [0, 0, 0.0]
             entry[0] += 1
-            sync = entry[1] == 0 or entry[0] >= sync_every
+            sync = entry[1] == 0 or (entry[0] >= sync_every and now - entry[2] >= interval)
             delta = entry[0] if sync else 0
             if sync:
-                entry[0] = 0
+                entry[0], entry[2] = 0, now
         if sync:
             total = _shared_incr(f"hub:throttle:anon:{period}:{ident}:{window}", delta, period + 1)
             with _lock:
