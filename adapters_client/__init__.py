@@ -48,6 +48,8 @@ _LAZY.update({
     "resolve": "adapters_client.api",
     "download": "adapters_client.api",
     "push": "adapters_client.api",
+    "pipeline": "adapters_client.pipelines",
+    "TextClassificationPipeline": "adapters_client.pipelines",
 })
 
 

@@ -1,57 +1,97 @@
-"""The one-line entry points: resolve, download, load and push (CONTRACTS.md section 3)."""
+"""The one-line entry points: resolve, download, load and push (CONTRACTS.md section 3).
+
+Every path that fetches an adapter goes through ``fetch``: one content-addressed cache keyed by the
+resolved version, with refs for the request as given and as resolved, so ``ADAPTERS_OFFLINE=1``
+(and a hub outage, with a warning) serves it to every other entry point.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
 
 from . import cache
-from .configs.files import CONFIG_FILE, HUB_FILES
-from .errors import IncompatibleAdapter
-from .hub_api import HubClient, is_offline
+from .errors import IncompatibleAdapter, OfflineCacheMiss
+from .hub_api import HubClient, is_offline, is_unreachable
 from .identifiers import AdapterId
+from .rules import packaged_backbones
 
+
+class CacheFallbackWarning(UserWarning):
+    """The hub could not be reached: a verified cached copy is used instead."""
 
 
 def resolve(identifier: str, *, model_name=None, config=None, version=None, hub: HubClient | None = None,
             cache_dir=None) -> dict:
     """The hub's resolution of ``identifier`` (metadata and file list, no download).
 
-    With ADAPTERS_OFFLINE=1 the last resolution kept in the cache is returned, or
-    OfflineCacheMiss is raised."""
+    With ADAPTERS_OFFLINE=1 the cached resolution is returned, or OfflineCacheMiss is raised; when
+    the hub is unreachable, a cached resolution is returned with a warning."""
     ident = AdapterId.parse(identifier)
-    key = cache.ref_key(ident, model_name, config, version)
+    root = cache.cache_dir(cache_dir)
     if is_offline():
-        resolution, _ = cache.offline_snapshot(cache.cache_dir(cache_dir), key, str(ident))
-        return resolution
-    return (hub or HubClient()).resolve(str(ident), model_name=model_name, config=config, version=version)
+        return _cached(root, ident, model_name, config, version)[0]
+    try:
+        return (hub or HubClient()).resolve(str(ident), model_name=model_name, config=config, version=version)
+    except Exception as exc:
+        return _fallback(exc, root, ident, model_name, config, version)[0]
 
 
 def download(identifier: str, *, model_name=None, config=None, version=None, hub: HubClient | None = None,
              cache_dir=None, progress: bool = True) -> Path:
     """Resolve, download with checksums into the cache and return the adapter's local folder."""
-    return _fetch(identifier, model_name, config, version, hub, cache_dir, progress)[1]
+    return fetch(identifier, model_name=model_name, config=config, version=version, hub=hub,
+                 cache_dir=cache_dir, progress=progress)[1]
 
 
-def _fetch(identifier, model_name, config, version, hub, cache_dir, progress) -> tuple[dict, Path]:
+def fetch(identifier: str, *, model_name=None, config=None, version=None, hub: HubClient | None = None,
+          cache_dir=None, progress: bool = True) -> tuple[dict, Path]:
+    """(resolution, verified local folder) of an adapter: the one download path of every entry point."""
     ident = AdapterId.parse(identifier)
     root = cache.cache_dir(cache_dir)
-    key = cache.ref_key(ident, model_name, config, version)
     if is_offline():
-        return cache.offline_snapshot(root, key, str(ident))
+        return _cached(root, ident, model_name, config, version)
     hub = hub or HubClient()
-    resolution = hub.resolve(str(ident), model_name=model_name, config=config, version=version)
+    try:
+        resolution = hub.resolve(str(ident), model_name=model_name, config=config, version=version)
+    except Exception as exc:
+        return _fallback(exc, root, ident, model_name, config, version)
     if resolution.get("warning"):
         warnings.warn(resolution["warning"], stacklevel=3)
-    for f in resolution["files"]:
-        cache.fetch_blob(root, f["sha256"], f["size"], lambda f=f: hub.open_file(f["url"]), name=f["name"],
-                         progress=progress)
+    try:
+        for f in resolution["files"]:
+            cache.fetch_blob(root, f["sha256"], f["size"], lambda f=f: hub.open_file(f["url"]), name=f["name"],
+                             progress=progress)
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
+        return _fallback(exc, root, ident, model_name, config, version)
     folder = cache.build_snapshot(root, resolution["digest"], resolution["files"])
-    cache.save_ref(root, key, resolution)
+    cache.save_refs(root, resolution, [(str(ident), model_name, config, version),
+                                       *cache.resolved_requests(resolution)])
     return resolution, folder
+
+
+def _cached(root: Path, ident: AdapterId, model_name, config, version) -> tuple[dict, Path]:
+    try:
+        return cache.find_cached(root, ident, model_name, config, version)
+    except OfflineCacheMiss as exc:
+        raise OfflineCacheMiss(f"{exc.detail} and ADAPTERS_OFFLINE is set", **exc.details) from None
+
+
+def _fallback(exc: Exception, root: Path, ident: AdapterId, model_name, config, version) -> tuple[dict, Path]:
+    """After a connection error or a 5xx: the verified cached copy with a warning, else the hub's error."""
+    if not is_unreachable(exc):
+        raise exc
+    try:
+        found = cache.find_cached(root, ident, model_name, config, version)
+    except Exception:
+        raise exc from None
+    warnings.warn(f"{exc}; using the cached copy of {found[0].get('identifier')} version {found[0].get('version')}",
+                  CacheFallbackWarning, stacklevel=4)
+    return found
 
 
 def load(identifier: str, *, model_name=None, config=None, version=None, hub: HubClient | None = None,
@@ -60,39 +100,83 @@ def load(identifier: str, *, model_name=None, config=None, version=None, hub: Hu
 
     ``model_name`` picks the backbone when the identifier exists for several; the backbone is
     loaded with ``AutoAdapterModel.from_pretrained(model_name)`` unless ``model`` is given."""
+    return load_with_resolution(identifier, model_name=model_name, config=config, version=version, hub=hub,
+                                cache_dir=cache_dir, model=model, **from_pretrained_kwargs)[0]
+
+
+def load_with_resolution(identifier: str, *, model_name=None, config=None, version=None, hub=None, cache_dir=None,
+                         model=None, **from_pretrained_kwargs):
+    """``load`` that also returns the resolution it used: (model, resolution)."""
     from .model import AutoAdapterModel
 
-    resolution, folder = _fetch(identifier, model_name, config, version, hub, cache_dir, True)
+    resolution, folder = fetch(identifier, model_name=model_name, config=config, version=version, hub=hub,
+                               cache_dir=cache_dir)
     if model is None:
-        model = AutoAdapterModel.from_pretrained(resolution["model_name"], **from_pretrained_kwargs)
+        model = AutoAdapterModel.from_pretrained(backbone_location(resolution["model_name"]),
+                                                 **from_pretrained_kwargs)
     elif getattr(model.config, "model_type", None) != resolution.get("model_type"):
         raise IncompatibleAdapter(
             f"{identifier} is for a {resolution.get('model_type')} backbone ({resolution['model_name']}), "
             f"the given model is {getattr(model.config, 'model_type', None)}"
         )
+    from .fingerprint import check_backbone
+
+    check_backbone(model, resolution.get("backbone_fingerprint"), str(identifier))
     model.load_adapter(str(folder), load_as=AdapterId.parse(identifier).subtask, set_active=True)
-    return model
+    return model, resolution
+
+
+def backbone_location(model_name: str) -> str:
+    """Where to load a backbone from: the folder of a packaged backbone (no download), else its name."""
+    return packaged_backbones().get(model_name, model_name)
 
 
 def push(folder: str | os.PathLike, identifier: str, *, version: str, token: str | None = None,
          model_name: str | None = None, claimed_score: float | None = None, description: str = "",
-         license: str = "", visibility: str | None = None, hub: HubClient | None = None) -> dict:
-    """Upload a saved adapter folder as a new version; returns the hub's answer (status pending)."""
+         license: str = "", visibility: str | None = None, hub: HubClient | None = None, wait: bool = False,
+         timeout: float = 600.0, progress: bool | None = None, check: bool = True) -> dict:
+    """Upload a saved adapter folder as a new version.
+
+    The folder is checked first (required files, safetensors only, configs; and the hub's own static
+    checks when the validator is installed): InvalidAdapterFolder lists every problem. ``model_name``
+    is the backbone's public name; a local path is never sent (LocalModelName). Returns the hub's
+    answer (status pending), or with ``wait=True`` the final version record (valid, rejected or error)
+    with its validation report; WaitTimeout after ``timeout`` seconds. ``progress``: a bar
+    (None: on a terminal for large uploads)."""
+    from . import publish
+    from .errors import InvalidAdapterFolder
+
     ident = AdapterId.parse(identifier)
     folder = Path(folder)
-    files = [(name, str(folder / name)) for name in HUB_FILES if (folder / name).is_file()]
-    if not any(name == CONFIG_FILE for name, _ in files):
-        raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}: save the adapter with save_adapter first")
-    if model_name is None:
-        model_name = json.loads((folder / CONFIG_FILE).read_text()).get("model_name")
-    sha = {name: _sha256(path) for name, path in files}
+    files = publish.upload_files(folder)
+    model_name = publish.backbone_name(folder, model_name)
+    if check:
+        problems = publish.validator_problems(files)
+        if problems:
+            raise InvalidAdapterFolder(f"{folder} fails the hub's checks: "
+                                       + "; ".join(str(p.get("detail") or p["code"]) for p in problems),
+                                       problems=problems)
     hub = hub or HubClient()
     if token:
         hub.token = token
     fields = {"identifier": str(ident), "version": version, "model_name": model_name,
               "claimed_score": claimed_score, "description": description, "license": license,
-              "visibility": visibility, "sha256": sha}
-    return hub.upload(files, fields)
+              "visibility": visibility, "sha256": {name: _sha256(path) for name, path in files}}
+    callback, bar = publish.progress_bar(files, progress)
+    try:
+        answer = hub.upload(files, fields, progress=callback)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not wait:
+        return answer
+    adapter_id = publish.adapter_id_of(answer)
+    if adapter_id is None:
+        from .errors import HubError
+
+        raise HubError(f"the hub's answer names no adapter to wait for: {answer}")
+    record = publish.wait_for_verdict(hub, adapter_id, answer.get("version", version), timeout=timeout)
+    return {"identifier": answer.get("identifier"), "adapter_id": adapter_id, "model_name": model_name, **record}
 
 
 def _sha256(path: str) -> str:

@@ -4,8 +4,9 @@ Layout under the cache folder (``ADAPTERS_CACHE``, default ``~/.cache/adapters_c
 
     blobs/<sha256>            verified file contents, written once by an atomic rename
     snapshots/<digest>/<name> one folder per adapter version, hard links (or copies) of blobs
-    refs/<key>.json           the last resolution of (identifier, model_name, config, version),
-                              used when ADAPTERS_OFFLINE=1
+    refs/<key>.json           the last resolution of (identifier, model_name, config, version), saved
+                              under the request as given and as resolved; used offline and when the
+                              hub is unreachable (``find_cached``)
     locks/, tmp/              per-blob locks and in-flight downloads
 
 A download goes to a unique temporary file while it is hashed; only a file whose size and
@@ -26,7 +27,7 @@ from pathlib import Path
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from .errors import ChecksumMismatch, OfflineCacheMiss
+from .errors import AmbiguousIdentifier, ChecksumMismatch, OfflineCacheMiss
 
 CHUNK = 1024 * 1024
 
@@ -143,10 +144,103 @@ def build_snapshot(root: Path, digest: str, files: list[dict]) -> Path:
     return target
 
 
-def offline_snapshot(root: Path, key: str, what: str) -> tuple[dict, Path]:
-    resolution = load_ref(root, key)
-    if resolution is not None:
+def snapshot_ok(root: Path, resolution: dict) -> Path | None:
+    """The snapshot folder of ``resolution`` when every file is there with its size, else None."""
+    try:
         target = root / "snapshots" / resolution["digest"]
-        if target.is_dir() and all(_blob_ok(target / f["name"], f["size"]) for f in resolution["files"]):
-            return resolution, target
+        files = resolution["files"]
+    except (KeyError, TypeError):
+        return None
+    if target.is_dir() and all(_blob_ok(target / f["name"], f["size"]) for f in files):
+        return target
+    return None
+
+
+def save_refs(root: Path, resolution: dict, requests: list[tuple]) -> None:
+    """Save ``resolution`` under each (identifier, model_name, config, version) request."""
+    for request in dict.fromkeys(requests):
+        save_ref(root, ref_key(*request), resolution)
+
+
+def resolved_requests(resolution: dict) -> list[tuple]:
+    """The requests a resolution answers for sure: its identifier, alone and with each detail."""
+    ident, model, version = resolution.get("identifier"), resolution.get("model_name"), resolution.get("version")
+    method = resolution.get("method")
+    return [(ident, None, None, None), (ident, model, None, None), (ident, model, method, None),
+            (ident, model, method, version), (ident, None, None, version)]
+
+
+def all_refs(root: Path) -> list[tuple[Path, dict]]:
+    """Every readable ref, newest first."""
+    found = []
+    for path in (root / "refs").glob("*.json"):
+        try:
+            found.append((path.stat().st_mtime, path, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            continue
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [(path, data) for _, path, data in found if isinstance(data, dict)]
+
+
+def _matches(resolution: dict, ident, model_name, config, version) -> bool:
+    from .identifiers import AdapterId
+    from .rules import alias_target
+
+    try:
+        cached = AdapterId.parse(resolution.get("identifier", ""))
+    except Exception:
+        return False
+    if cached.path != ident.path or (ident.org is not None and cached.org != ident.org):
+        return False
+    if model_name is not None and resolution.get("model_name") != model_name:
+        return False
+    if version is not None and str(resolution.get("version")) != str(version):
+        return False
+    if config is not None:
+        method, digest = resolution.get("method"), resolution.get("config_hash")
+        if config != digest and alias_target(config) != method and _config_hash(config) != digest:
+            return False
+    return True
+
+
+def _config_hash(config: str):
+    try:
+        from .configs.files import config_hash
+
+        return config_hash(config)
+    except Exception:  # an unknown name: it matches no hash
+        return None
+
+
+def find_cached(root: Path, ident, model_name=None, config=None, version=None) -> tuple[dict, Path]:
+    """The verified cached answer to a request, without the network.
+
+    The ref saved for exactly this request wins; otherwise every cached resolution that fits (an
+    identifier without ``@org`` fits any organisation) is a candidate: one adapter -> its newest cached
+    version; several -> AmbiguousIdentifier; none -> OfflineCacheMiss."""
+    exact = load_ref(root, ref_key(str(ident), model_name, config, version))
+    if exact is not None and snapshot_ok(root, exact):
+        return exact, snapshot_ok(root, exact)
+    candidates: dict = {}
+    for _, resolution in all_refs(root):
+        if not _matches(resolution, ident, model_name, config, version) or not snapshot_ok(root, resolution):
+            continue
+        adapter = (resolution.get("identifier"), resolution.get("model_name"),
+                   resolution.get("config_hash") or resolution.get("method"))
+        candidates.setdefault(adapter, resolution)  # refs come newest first
+    if len(candidates) == 1:
+        resolution = next(iter(candidates.values()))
+        return resolution, snapshot_ok(root, resolution)
+    if len(candidates) > 1:
+        names = sorted(f"{i} ({m}, {c})" for i, m, c in candidates)
+        raise AmbiguousIdentifier(f"{ident} matches {len(names)} cached adapters: {', '.join(names)}; "
+                                  "add @org, model_name= or config=", candidates=names)
+    raise OfflineCacheMiss(f"{ident} is not in the verified cache at {root}", identifier=str(ident))
+
+
+def offline_snapshot(root: Path, key: str, what: str) -> tuple[dict, Path]:
+    """The snapshot saved under exactly ``key`` (see ``find_cached`` for the general lookup)."""
+    resolution = load_ref(root, key)
+    if resolution is not None and snapshot_ok(root, resolution):
+        return resolution, snapshot_ok(root, resolution)
     raise OfflineCacheMiss(f"{what} is not in the verified cache at {root} and ADAPTERS_OFFLINE is set")

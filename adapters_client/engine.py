@@ -13,7 +13,7 @@ from .architectures import ArchSpec, get_path, get_spec
 from .composition import AdapterCompositionBlock, Fuse, Parallel, Stack, parse_composition
 from .configs import BnConfig, LoRAConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, load_config
 from .context import AdapterSetup, ForwardContext, Replication, repeat_batched
-from .errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
+from .errors import AdapterNameNotFound, IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
 from .hooks import auditing, finish_audit, start_audit
 from .methods.bottleneck import BottleneckAdapter, BottleneckLayer
 from .methods.lora import LoRALayer
@@ -120,7 +120,7 @@ class AdapterEngine:
 
     def delete(self, name: str) -> None:
         if name not in self.configs:
-            raise InvalidAdapterConfig(f"no adapter named {name!r}", field="name")
+            raise AdapterNameNotFound(f"no adapter named {name!r}", field="name")
         for layer in self.bottleneck_layers + self.lora_layers:
             if name in layer.adapters:
                 if getattr(layer, "merged", None) == name:

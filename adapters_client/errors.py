@@ -93,3 +93,46 @@ class HookNotRun(EngineHookError):
     """An injected site did not run in a forward pass with its adapter active."""
 
     code = "hook_not_run"
+
+
+class AdapterNameNotFound(InvalidAdapterConfig, KeyError):
+    """No adapter (or fusion) of that name in the model; also a ``KeyError`` (and, as before, an
+    ``InvalidAdapterConfig``, so existing handlers keep working)."""
+
+    code = "adapter_name_not_found"
+
+    def __init__(self, message: str = "", field: str | None = "name", **details):
+        super().__init__(message, field=field, **details)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.detail
+
+
+class LocalModelName(AdaptersClientError, ValueError):
+    """A local folder was about to be sent to the hub as the backbone's name: pass ``model_name=``."""
+
+    code = "local_model_name"
+
+
+class InvalidAdapterFolder(AdaptersClientError, ValueError):
+    """A folder refused before upload (files, safetensors only, config); ``problems`` lists every reason."""
+
+    code = "invalid_adapter_folder"
+
+
+class WaitTimeout(AdaptersClientError, TimeoutError):
+    """The hub did not reach a final verdict in time; ``last`` holds the last version record seen."""
+
+    code = "wait_timeout"
+
+
+class ValidatorUnavailable(AdaptersClientError, ImportError):
+    """The ``validator`` package (and the hub's checks it uses) is not installed here."""
+
+    code = "validator_unavailable"
+
+
+class TokenizerUnavailable(AdaptersClientError, OSError):
+    """The backbone's tokenizer could not be loaded for ``pipeline``; pass ``tokenizer=``."""
+
+    code = "tokenizer_unavailable"

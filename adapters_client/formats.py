@@ -18,7 +18,9 @@ from .configs import (
     build_adapter_config_json, read_adapter_config_json, read_fusion_config_json,
 )
 from .engine import check_model_compatible
-from .errors import IncompatibleAdapter, InvalidAdapterConfig
+from .errors import (
+    AdapterNameNotFound, AdapterNotFound, HubError, IncompatibleAdapter, InvalidAdapterConfig, OfflineCacheMiss,
+)
 from .weights import expected_groups, match_state_dict, read_weights, rename_keys, write_weights
 
 _ADAPTER_SEGMENTS = ("adapters", "loras", "prefix_tunings", "prompt_tunings", "prefix_gates")
@@ -52,7 +54,7 @@ def save_adapter(model, save_directory, adapter_name: str, with_head: bool = Tru
     """Write adapter_config.json + adapter.safetensors (and the head of the same name) into a folder."""
     engine = model.adapter_engine
     if adapter_name not in engine.configs:
-        raise InvalidAdapterConfig(f"no adapter named {adapter_name!r}", field="name")
+        raise AdapterNameNotFound(f"no adapter named {adapter_name!r}", field="name")
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
     meta = build_adapter_config_json(engine.configs[adapter_name], adapter_name, model.config,
@@ -75,43 +77,65 @@ def save_all_adapters(model, save_directory, with_head: bool = True) -> None:
 
 
 def resolve_adapter_folder(adapter_name_or_path, model_name: Optional[str] = None, **kwargs) -> Path:
-    """A local folder, a hub identifier (``task/subtask@org``) or a Hugging Face repo id -> local folder.
+    """A local folder, a hub identifier (``task/subtask[@org]``) or a Hugging Face repo id -> local folder.
 
-    Identifiers with ``@org`` (or any identifier when ``ADAPTERS_HUB_URL`` is set) go to the hub first;
-    other ``owner/name`` strings go to the Hugging Face Hub first (its local cache works offline).
+    - an existing folder is used as is; a path-like string (``/``, ``.``, ``~``) that is not a folder is an
+      IncompatibleAdapter ("does not exist");
+    - a string with ``@`` is a hub identifier: the hub (or the cache) only, never the Hugging Face Hub;
+    - ``owner/name`` matching the identifier grammar goes to the hub first, and to the Hugging Face Hub
+      only when the hub has no match (AdapterNotFound, an offline cache miss, or no hub reachable while
+      ``ADAPTERS_HUB_URL`` is unset); when both fail, the hub's error is raised;
+    - any other ``owner/name`` (e.g. with capitals) is a Hugging Face repo id.
+    Hub errors (HubError, ChecksumMismatch, OfflineCacheMiss, AdapterNotFound, AmbiguousIdentifier) reach
+    the caller unchanged.
     """
+    from .identifiers import looks_like_identifier
+
     path = Path(os.fspath(adapter_name_or_path)).expanduser()
     if path.is_dir():
         return path
     text = str(adapter_name_or_path)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+    if path.exists() or text.startswith((".", "/", "~")) or ("@" not in text and text.count("/") != 1):
         raise IncompatibleAdapter(f"adapter folder {text!r} does not exist", field="path")
-    sources = [_from_hub, _from_hf]
-    if "@" not in text and not os.environ.get("ADAPTERS_HUB_URL"):
-        sources.reverse()
-    errors = []
-    for source in sources:
+    if "@" in text:
+        return _from_hub(text, model_name, **kwargs)
+    if not looks_like_identifier(text):
+        return _from_hf(text, model_name, **kwargs)
+    try:
+        return _from_hub(text, model_name, **kwargs)
+    except (AdapterNotFound, OfflineCacheMiss, HubError) as exc:
+        if isinstance(exc, HubError) and (exc.status is not None or os.environ.get("ADAPTERS_HUB_URL")):
+            raise
         try:
-            return source(text, model_name, **kwargs)
-        except Exception as exc:  # try the next source, report all failures together
-            errors.append(f"{source.__doc__}: {exc}")
-    raise IncompatibleAdapter(f"cannot find adapter {text!r} ({'; '.join(errors)})", field="path")
+            return _from_hf(text, model_name, **kwargs)
+        except Exception:
+            raise exc from None
 
 
 def _from_hub(identifier: str, model_name: Optional[str], **kwargs) -> Path:
-    """adapter hub"""
+    """adapter hub (the model's own name is a backbone filter only when it is a public name)"""
     from .api import download
+    from .publish import is_local_path
 
     allowed = {k: v for k, v in kwargs.items() if k in ("config", "version", "cache_dir", "hub")}
+    if is_local_path(model_name):
+        model_name = None
     return Path(download(identifier, model_name=model_name, **allowed))
 
 
 def _from_hf(repo_id: str, model_name: Optional[str], **kwargs) -> Path:
-    """Hugging Face Hub"""
+    """Hugging Face Hub; its failures become AdapterNotFound (offline: OfflineCacheMiss)"""
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     allowed = {k: v for k, v in kwargs.items() if k in ("revision", "cache_dir")}
-    return Path(snapshot_download(repo_id=repo_id, **allowed))
+    try:
+        return Path(snapshot_download(repo_id=repo_id, **allowed))
+    except LocalEntryNotFoundError as exc:
+        raise OfflineCacheMiss(f"{repo_id!r} is not in the Hugging Face cache: {exc}", field="path") from exc
+    except Exception as exc:
+        raise AdapterNotFound(f"cannot find adapter {repo_id!r} on the Hugging Face Hub: {exc}",
+                              field="path") from exc
 
 
 def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, with_head: bool = True,
@@ -189,7 +213,7 @@ def save_adapter_fusion(model, save_directory, fusion_name: str, with_head: bool
     """Write adapter_fusion_config.json + model_adapter_fusion.safetensors."""
     engine = model.adapter_engine
     if fusion_name not in engine.fusions:
-        raise InvalidAdapterConfig(f"no fusion named {fusion_name!r}", field="name")
+        raise AdapterNameNotFound(f"no fusion named {fusion_name!r}", field="name")
     config, names = engine.fusions[fusion_name]
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import torch
@@ -40,6 +42,21 @@ def write_weights(path: Path, groups: list, base_prefix: str) -> None:
 
     tensors = {f"{base_prefix}.{g.keys[0]}": g.tensor.detach().to("cpu").contiguous().clone() for g in groups}
     save_file(tensors, str(path), metadata={"format": "pt"})
+    usual_permissions(path)
+
+
+def _process_umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _process_umask()  # read once at import: os.umask is process-wide, not thread-safe to probe
+
+
+def usual_permissions(path) -> None:
+    """safetensors creates its files 0600; give them the permissions of any other file (0666 less umask)."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def read_weights(folder: Path, safe_name: str, pickle_name: str, allow_pickle: bool) -> dict:

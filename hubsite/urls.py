@@ -5,8 +5,6 @@ from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
-
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
@@ -19,7 +17,8 @@ handler404 = "registry.api.handlers.page_not_found"
 handler500 = "registry.api.handlers.server_error"
 
 urlpatterns = [
-    path("", views.index, name="home"),
+    path("", include("registry.web.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -146,6 +146,22 @@ def _add_figures(results: dict, ctx: Context) -> None:
         results["head"].figures["note"] = ctx.outputs["head_note"]
     if results["weights"].outcome != SKIPPED:
         results["weights"].figures["tensors"] = len(ctx.tensors) + len(ctx.head_tensors)
+        results["weights"].figures["parameters"] = _numel(ctx.tensors)
+        results["weights"].figures["head_parameters"] = _numel(ctx.head_tensors)
+
+
+def _numel(tensors) -> int:
+    """Parameter count of a name -> tensor (or header entry with a ``shape``) mapping."""
+    total = 0
+    for value in tensors.values():
+        shape = getattr(value, "shape", None)
+        if shape is None and isinstance(value, dict):
+            shape = value.get("shape")
+        count = 1
+        for dim in shape or ():
+            count *= int(dim)
+        total += count
+    return total
 
 
 def _adapter_info(ctx: Context) -> AdapterInfo:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import IncompatibleAdapter
+from ..weights import usual_permissions
 from .errors import InvalidHead
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def save_head(model, folder: str, name: str) -> None:
         json.dump(head_config_document(model, name), handle, indent=2, sort_keys=True)
     state = {f"heads.{name}.{key}": value.detach().contiguous() for key, value in model.heads[name].state_dict().items()}
     save_file(state, os.path.join(folder, HEAD_WEIGHTS_NAME))
+    usual_permissions(os.path.join(folder, HEAD_WEIGHTS_NAME))
 
 
 def _read_weights(folder: str, allow_pickle: bool) -> dict:

@@ -1,4 +1,4 @@
-"""A tiny stand-in for the hub's resolve and file endpoints, served over real HTTP on 127.0.0.1."""
+"""A tiny stand-in for the hub's resolve, file, upload, version and token endpoints, over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ class FakeHub:
         self.truncate: set[str] = set()            # sha256s served short
         self.delay_per_chunk = 0.0
         self.hits: list[str] = []
+        self.uploads: list[dict] = []              # each: {"fields", "files", "headers"}
+        self.statuses: list = []                   # what GET .../versions/<v> answers, in turn (the last repeats)
+        self.tokens: set[str] = set()              # accepted Bearer tokens (empty: anyone may upload)
+        self.fail_next: dict[str, list] = {}       # path prefix -> [(status, body), ...] answered first
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -57,12 +61,59 @@ class FakeHub:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _forced(self, path):
+                for prefix, answers in hub.fail_next.items():
+                    if path.startswith(prefix) and answers:
+                        status, body = answers.pop(0)
+                        self._json(status, body)
+                        return True
+                return False
+
+            def _authorised(self):
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                return not hub.tokens or token in hub.tokens
+
+            def do_POST(self):
+                parsed = urlparse(self.path)
+                hub.hits.append(parsed.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self._forced(parsed.path):
+                    return None
+                if parsed.path != "/api/v1/adapters/upload":
+                    return self._json(404, {"code": "not_found", "detail": "no route"})
+                if not self._authorised():
+                    return self._json(401, {"code": "not_authenticated", "detail": "a token is required"})
+                fields, files = parse_multipart(self.headers.get("Content-Type", ""), body)
+                hub.uploads.append({"fields": fields, "files": files, "headers": dict(self.headers)})
+                version = fields.get("version", "")
+                return self._json(201, {
+                    "url": f"{hub.url}/api/v1/adapters/7/versions/{version}", "identifier": fields.get("identifier"),
+                    "model_name": fields.get("model_name"), "version": version, "status": "pending", "created": True,
+                    "files": [{"name": n, "size": len(c), "sha256": hashlib.sha256(c).hexdigest()}
+                              for n, c in sorted(files.items())],
+                })
+
             def do_GET(self):
                 parsed = urlparse(self.path)
                 hub.hits.append(parsed.path)
+                if self._forced(parsed.path):
+                    return None
+                if parsed.path.startswith("/api/v1/adapters/7/versions/"):
+                    status = hub.statuses.pop(0) if len(hub.statuses) > 1 else (hub.statuses or ["pending"])[0]
+                    record = status if isinstance(status, dict) else {"status": status}
+                    return self._json(200, {"version": parsed.path.rsplit("/", 1)[1], "validation_report": None,
+                                            **record})
+                if parsed.path == "/api/v1/tokens":
+                    if not self._authorised() or not self.headers.get("Authorization"):
+                        return self._json(401, {"code": "not_authenticated", "detail": "bad token"})
+                    return self._json(200, {"count": 1, "results": []})
                 if parsed.path == "/api/v1/resolve":
-                    ident = parse_qs(parsed.query).get("id", [""])[0]
+                    query = parse_qs(parsed.query)
+                    ident = query.get("id", [""])[0]
                     body = hub.resolutions.get(ident)
+                    wanted = query.get("model_name", [None])[0]
+                    if body is not None and wanted and "code" not in body and body.get("model_name") != wanted:
+                        body = None  # the backbone filter excludes it, as on the real hub
                     if body is None:
                         return self._json(404, {"code": "adapter_not_found", "detail": f"no adapter {ident}"})
                     if "code" in body:
@@ -88,3 +139,22 @@ class FakeHub:
                 return self._json(404, {"code": "not_found", "detail": "no route"})
 
         return Handler
+
+
+def parse_multipart(content_type: str, body: bytes) -> tuple[dict, dict]:
+    """(form fields, files by file name) of a multipart/form-data body."""
+    boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+    fields, files = {}, {}
+    for part in body.split(b"--" + boundary)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, content = part[2:].partition(b"\r\n\r\n")
+        content = content[:-2] if content.endswith(b"\r\n") else content
+        disposition = head.decode().split("\r\n")[0]
+        params = dict(p.strip().split("=", 1) for p in disposition.split(";")[1:])
+        name = params["name"].strip('"')
+        if "filename" in params:
+            files[params["filename"].strip('"')] = content
+        else:
+            fields[name] = content.decode()
+    return fields, files

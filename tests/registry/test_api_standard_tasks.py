@@ -33,7 +33,7 @@ def test_loaddata_and_the_api(client):
     slugs = {t["slug"] for t in client.get("/api/v1/tasks").json()["results"]}
     assert {"sentiment", "nli", "qa", "ner", "lingaccept", "sts", "comsense", "lm"} <= slugs
     sentiment = client.get("/api/v1/tasks/sentiment").json()
-    assert {s["slug"] for s in sentiment["subtasks"]} == {"sst-2", "imdb", "rotten_tomatoes"}
+    assert {s["slug"] for s in sentiment["subtasks"]} == {"sst-2", "imdb", "rotten-tomatoes"}
     wikitext = client.get("/api/v1/tasks/lm").json()["subtasks"][0]
     assert (wikitext["metric_name"], wikitext["metric_direction"]) == ("perplexity", "lower")
 

@@ -55,3 +55,11 @@ def test_tracemalloc_source_counts_python_allocations():
         block = bytearray(8 * 1024 * 1024)
         del block
     assert figures.added_bytes >= 8 * 1024 * 1024
+
+
+def test_weights_check_counts_the_parameters(validate, adapter):
+    report = validate(adapter(config="lora", head="classification", num_labels=3))
+    figures = report.check("weights").figures
+    # LoRA r=8 on q and v of 2 layers (hidden 32): 2 * 2 * (8*32 + 32*8); the head: 32*32+32 + 32*3+3
+    assert figures["parameters"] == 2 * 2 * (8 * 32 + 32 * 8)
+    assert figures["head_parameters"] == 32 * 32 + 32 + 32 * 3 + 3

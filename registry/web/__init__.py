@@ -1,0 +1,1 @@
+"""The hub's web pages: server-rendered views over the registry services (see docs/web.md)."""
