@@ -10,7 +10,8 @@ visibility timeout, so no second run starts while one is still going.
 from __future__ import annotations
 
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import task_failure
 from django.conf import settings
 
 from registry.choices import TRY_ADAPTER_TASK, VALIDATE_VERSION_TASK
@@ -29,12 +30,21 @@ def validate_version(self, version_id: int, digest: str) -> str | None:
     except SoftTimeLimitExceeded as exc:
         jobs.record_platform_error(version_id, digest, exc, "timeout")
         return "error"
-    except PlatformFault as exc:
+    except Exception as exc:  # noqa: BLE001 - storage, database or a bug: ours, never the adapter's
+        fault = exc if isinstance(exc, PlatformFault) else PlatformFault(
+            f"{type(exc).__name__}: {exc}", code="internal_error")
         if self.request.retries >= settings.HUB_VALIDATION_RETRIES or jobs.attempts_exhausted(version_id):
-            jobs.record_platform_error(version_id, digest, exc, exc.code)
+            jobs.record_platform_error(version_id, digest, fault, fault.code)
             return "error"
-        raise self.retry(exc=exc, countdown=settings.HUB_VALIDATION_RETRY_BACKOFF * 2 ** self.request.retries)
+        raise self.retry(exc=fault, countdown=settings.HUB_VALIDATION_RETRY_BACKOFF * 2 ** self.request.retries)
     return outcome.status if outcome is not None else None
+
+
+@task_failure.connect
+def _record_hard_time_limit(sender=None, exception=None, args=None, **kwargs):
+    """The hard time limit kills the pool child: the worker's main process records ``error: timeout``."""
+    if getattr(sender, "name", None) == VALIDATE_VERSION_TASK and isinstance(exception, TimeLimitExceeded) and args:
+        jobs.record_platform_error(args[0], args[1], exception, "timeout")
 
 
 @shared_task(name=TRY_ADAPTER_TASK, acks_late=False, soft_time_limit=60, time_limit=90)

@@ -63,7 +63,8 @@ def cleanup(run: Run, keep: bool = False) -> None:
     """Remove the queue, and unless ``keep`` the database and the work directory."""
     import redis
 
-    redis.Redis.from_url(REDIS_URL).delete(run.queue)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(run.queue, *client.scan_iter(match=f"_kombu.binding*.{run.queue}"))
     from django.db import connections
 
     connections.close_all()
