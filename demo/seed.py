@@ -23,6 +23,7 @@ from pathlib import Path
 IDENTIFIER = "sentiment/rotten-tomatoes@demo"
 BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 ADAPTERS = Path(__file__).resolve().parent / "adapters"
+DEFAULT_METHOD = "seq_bn"  # what "sentiment/rotten-tomatoes@demo" resolves to without a config
 SUBTASK = {
     "name": "Rotten Tomatoes",
     "description": "Binary sentiment (positive / negative) of movie review snippets from Rotten Tomatoes.",
@@ -97,6 +98,16 @@ def upload_all(user, adapters: Path) -> list:
     return versions
 
 
+def mark_default(versions: list, method: str = DEFAULT_METHOD) -> None:
+    """The identifier without a config resolves to the ``seq_bn`` adapter (unless staff chose another)."""
+    adapters = [v.adapter for v in versions]
+    if any(a.is_default for a in adapters):
+        return
+    chosen = next((a for a in adapters if a.method == method), adapters[0])
+    chosen.is_default = True
+    chosen.save(update_fields=["is_default"])
+
+
 def wait_final(versions: list, seconds: float) -> bool:
     from registry.choices import FINAL_STATUSES, VersionStatus
 
@@ -129,6 +140,7 @@ def main(argv=None) -> int:
     if not versions:
         print(f"no demo adapters under {args.adapters} (train them: python -m demo.train)", file=sys.stderr)
         return 1
+    mark_default(versions)
     if args.wait and not wait_final(versions, args.wait):
         return 1
     return 0

@@ -14,8 +14,20 @@ import pytest
 from ..services import service_missing
 from ..web.seed import PASSWORD, seed_catalogue
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls of the tests are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _orm_beside_playwright():
+    """Playwright's sync API runs an event loop in this thread while the browser tests run; their ORM
+    calls are still synchronous. Set for this package only: it must not leak into other tests' processes
+    (the browser, below, is closed with the package too)."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -25,8 +37,8 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="package")
+def browser(_orm_beside_playwright):
     if not os.path.exists(CHROMIUM):
         service_missing(f"chromium at {CHROMIUM} (run scripts/ensure-chromium.sh)")
     try:
