@@ -89,8 +89,9 @@ def upload_all(user, adapters: Path) -> list:
                     files.append((item.name, shutil.copy(item, Path(scratch) / item.name)))
             result = upload_version(
                 user, None, IDENTIFIER, files, BACKBONE, "1", claimed_score=_claimed(folder, results),
-                description=f"Demo `{folder.name}` adapter trained on the Rotten Tomatoes snippets "
-                            f"(see docs/demo.md for the training run and its figures).",
+                description=f"Sentiment (positive / negative) of movie review snippets: the demo `{folder.name}` "
+                            f"adapter on all-MiniLM-L6-v2, trained on Rotten Tomatoes reviews (see docs/demo.md for "
+                            f"the training run and its figures).",
                 license="Apache-2.0")
         versions.append(result.version)
         print(f"  {IDENTIFIER} [{folder.name}] version 1: {'uploaded' if result.created else 'already there'} "

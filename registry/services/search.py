@@ -68,7 +68,7 @@ def _contains(qs: QuerySet, text: str) -> QuerySet:
     """The embedded (SQLite) fallback: every word must occur in one of the searched fields."""
     fields = (
         "description", "model_name", "method", "task__slug", "task__name", "subtask__slug", "subtask__name",
-        "organisation__slug",
+        "subtask__description", "organisation__slug",
     )
     for word in text.split():
         any_field = Q()
