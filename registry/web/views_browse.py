@@ -10,6 +10,7 @@ from ..choices import VersionStatus
 from ..models import Subtask, Task
 from ..services import search
 from . import leaderboard, queries
+from .caching import anonymous_page
 
 PAGE_SIZE = 20
 SORT_LABELS = {"relevance": "Relevance", "downloads": "Downloads", "newest": "Newest", "score": "Verified score"}
@@ -56,6 +57,7 @@ def parse_search(request) -> queries.WebSearch:
     return queries.WebSearch(params=params, license=_text(request, "license", 64))
 
 
+@anonymous_page("search")
 def search_view(request):
     query = parse_search(request)
     ordered, facets = queries.search_page(request.user, query)
@@ -106,6 +108,7 @@ def leaderboards(request):
     return render(request, "web/leaderboards.html", {"tasks": tasks})
 
 
+@anonymous_page("leaderboard")
 def leaderboard_view(request, task: str, subtask: str):
     found = get_object_or_404(Subtask.objects.select_related("task"), task__slug=task, slug=subtask)
     model_name = _text(request, "model_name", 200)
