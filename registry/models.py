@@ -207,6 +207,12 @@ class AdapterVersion(models.Model):
     def is_resolvable_by_default(self) -> bool:
         return self.status == VersionStatus.VALID and not self.yanked
 
+    @property
+    def backbone_fingerprint(self) -> dict | None:
+        """The backbone the validator checked this version on (from its report), or None."""
+        backbone = (self.validation_report or {}).get("backbone")
+        return backbone if isinstance(backbone, dict) else None
+
     def __str__(self) -> str:
         return f"{self.adapter.identifier}=={self.version}"
 

@@ -21,7 +21,7 @@ from registry.services import lifecycle
 from registry.services.backbones import allow_list
 from registry.storage import open_for_download
 
-from .errors import NotScorable, PlatformFault, ValidatorError
+from .errors import NotScorable
 from .pipeline import validate_folder
 from .scoring import score_folder
 
@@ -113,5 +113,4 @@ def record_platform_error(version_id: int, digest: str, error: Exception, code: 
     return lifecycle.record_validation(version_id, digest, VersionStatus.ERROR, report, error_code=code)
 
 
-__all__ = ["run_validation", "check_version", "record_platform_error", "Outcome", "PlatformFault",
-           "ValidatorError"]
+__all__ = ["run_validation", "check_version", "record_platform_error", "attempts_exhausted", "Outcome"]

@@ -78,8 +78,7 @@ class VersionDetailSerializer(VersionSerializer):
                   "backbone_fingerprint", "files"]
 
     def get_backbone_fingerprint(self, obj) -> dict | None:
-        backbone = (obj.validation_report or {}).get("backbone")
-        return backbone if isinstance(backbone, dict) else None
+        return obj.backbone_fingerprint
 
     def get_is_default(self, obj) -> bool:
         chosen = default_version(obj.adapter)

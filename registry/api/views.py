@@ -112,11 +112,6 @@ class ResolveView(APIView):
             "model_type": adapter.model_type, "method": adapter.method, "config": adapter.config,
             "config_hash": adapter.config_hash, "version": chosen.version, "status": chosen.status,
             "yanked": chosen.yanked, "digest": chosen.digest, "warning": found.warning,
-            "backbone_fingerprint": _fingerprint(chosen),
+            "backbone_fingerprint": chosen.backbone_fingerprint,
             "files": FileSerializer(found.files, many=True, context={"request": request}).data,
         }
-
-
-def _fingerprint(version) -> dict | None:
-    backbone = (version.validation_report or {}).get("backbone")
-    return backbone if isinstance(backbone, dict) else None
