@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import cache
-from .errors import IncompatibleAdapter, OfflineCacheMiss
+from .errors import HubError, IncompatibleAdapter, OfflineCacheMiss
 from .hub_api import HubClient, is_offline, is_unreachable
 from .identifiers import AdapterId
 from .rules import packaged_backbones
@@ -55,15 +56,14 @@ def fetch(identifier: str, *, model_name=None, config=None, version=None, hub: H
         return _cached(root, ident, model_name, config, version)
     hub = hub or HubClient()
     try:
-        resolution = hub.resolve(str(ident), model_name=model_name, config=config, version=version)
+        resolution = hub.resolve(str(ident), model_name=model_name, config=config, version=version, direct=True)
     except Exception as exc:
         return _fallback(exc, root, ident, model_name, config, version)
     if resolution.get("warning"):
         warnings.warn(resolution["warning"], stacklevel=3)
+    direct = {f["name"]: f.pop("direct_url") for f in resolution.get("files", []) if f.get("direct_url")}
     try:
-        for f in resolution["files"]:
-            cache.fetch_blob(root, f["sha256"], f["size"], lambda f=f: hub.open_file(f["url"]), name=f["name"],
-                             progress=progress)
+        _fetch_files(root, hub, resolution["files"], direct, progress)
     except Exception as exc:
         if not is_unreachable(exc):
             raise
@@ -72,6 +72,36 @@ def fetch(identifier: str, *, model_name=None, config=None, version=None, hub: H
     cache.save_refs(root, resolution, [(str(ident), model_name, config, version),
                                        *cache.resolved_requests(resolution)])
     return resolution, folder
+
+
+def _fetch_files(root: Path, hub: HubClient, files: list, direct: dict, progress: bool) -> None:
+    """Every file of a resolution into ``blobs/``, the missing ones at the same time.
+
+    A file's presigned object URL (``direct``) is used when the hub gave one; when the store refuses
+    it (an expired URL, a store that cannot be reached from here), the hub's download URL instead."""
+
+    def opener(f):
+        def open_stream():
+            if f["name"] in direct:
+                try:
+                    return hub.open_object(direct[f["name"]])
+                except HubError:
+                    pass
+            return hub.open_file(f["url"])
+        return open_stream
+
+    missing = sorted((f for f in files if not cache.has_blob(root, f["sha256"], f["size"])), key=lambda f: f["size"])
+    if len(missing) < 2:
+        for f in missing:
+            cache.fetch_blob(root, f["sha256"], f["size"], opener(f), name=f["name"], progress=progress)
+        return
+    *small, largest = missing  # the largest in a thread of its own, the others meanwhile in this one
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapters-download") as pool:
+        future = pool.submit(cache.fetch_blob, root, largest["sha256"], largest["size"], opener(largest),
+                             name=largest["name"], progress=progress)
+        for f in small:
+            cache.fetch_blob(root, f["sha256"], f["size"], opener(f), name=f["name"], progress=progress)
+    future.result()  # the pool has been shut down: the transfer has ended; its failure is raised
 
 
 def _cached(root: Path, ident: AdapterId, model_name, config, version) -> tuple[dict, Path]:

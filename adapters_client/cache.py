@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -62,6 +64,11 @@ def load_ref(root: Path, key: str) -> dict | None:
         return None
 
 
+def has_blob(root: Path, sha256: str, size: int) -> bool:
+    """``blobs/<sha256>`` is there with its size (blobs are only ever renamed in once verified)."""
+    return _blob_ok(root / "blobs" / sha256, size)
+
+
 def _blob_ok(path: Path, size: int) -> bool:
     try:
         return path.stat().st_size == size
@@ -94,28 +101,116 @@ def fetch_blob(root: Path, sha256: str, size: int, open_stream, *, name: str = "
 
 
 def _stream_to(path: Path, response, size: int, name: str, progress: bool) -> tuple[str, int]:
+    """Write the response's body to ``path`` (on disk when this returns); (sha256, bytes written).
+
+    Two helper threads keep the extra work off the transfer's path: one hashes the chunks as they
+    arrive (hashlib releases the GIL on large buffers), one flushes what is written every
+    SYNC_EVERY bytes, so the final flush before the rename has only the tail left to write."""
+    if size <= SMALL_FILE:
+        return _stream_small(path, response, size)
     hasher, written = hashlib.sha256(), 0
+    chunks: queue.Queue = queue.Queue(maxsize=16)
+
+    def hash_chunks():
+        while (chunk := chunks.get()) is not None:
+            hasher.update(chunk)
+
+    worker = threading.Thread(target=hash_chunks, name="adapters-sha256", daemon=True)
+    worker.start()
     bar = tqdm(total=size, unit="B", unit_scale=True, desc=name or "download", disable=not progress or None,
                leave=False)
     try:
-        with open(path, "wb") as out:
+        with open(path, "wb") as out, _Flusher(out.fileno()) as flusher:
             for chunk in response.iter_content(CHUNK):
                 if not chunk:
                     continue
                 out.write(chunk)
-                hasher.update(chunk)
+                chunks.put(chunk)
+                if (written + len(chunk)) // SYNC_EVERY != written // SYNC_EVERY:
+                    out.flush()
+                    flusher.nudge()
                 written += len(chunk)
                 bar.update(len(chunk))
                 if written > size:  # never store more than the hub promised
                     break
             out.flush()
-            os.fsync(out.fileno())
+            flusher.finish()
+            _sync(out.fileno())
     finally:
+        chunks.put(None)
+        worker.join()
         bar.close()
         close = getattr(response, "close", None)
         if close:
             close()
     return hasher.hexdigest(), written
+
+
+SYNC_EVERY = 16 * 1024 * 1024
+SMALL_FILE = 256 * 1024  # configs, heads, READMEs: hashed in line, no helper threads
+
+
+def _stream_small(path: Path, response, size: int) -> tuple[str, int]:
+    hasher, written = hashlib.sha256(), 0
+    try:
+        with open(path, "wb") as out:
+            for chunk in response.iter_content(CHUNK):
+                out.write(chunk)
+                hasher.update(chunk)
+                written += len(chunk)
+                if written > size:
+                    break
+            out.flush()
+            _sync(out.fileno())
+    finally:
+        close = getattr(response, "close", None)
+        if close:
+            close()
+    return hasher.hexdigest(), written
+
+
+class _Flusher:
+    """A thread that flushes a file's written data to disk whenever ``nudge``d, overlapped with the
+    writes that follow."""
+
+    def __init__(self, fd: int):
+        self.fd, self.wanted, self.stopping = fd, threading.Event(), False
+        self.thread = threading.Thread(target=self._run, name="adapters-flush", daemon=True)
+
+    def __enter__(self) -> "_Flusher":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.finish()
+
+    def _run(self) -> None:
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            if self.stopping:
+                return
+            try:
+                _sync(self.fd)
+            except OSError:  # the final flush, in the writing thread, reports any error
+                return
+
+    def nudge(self) -> None:
+        self.wanted.set()
+
+    def finish(self) -> None:
+        if self.thread.is_alive():
+            self.stopping = True
+            self.wanted.set()
+            self.thread.join()
+
+
+def _sync(fd: int) -> None:
+    """The file's data (and its size) on disk before it is renamed into place."""
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:  # macOS, Windows
+        os.fsync(fd)
 
 
 def build_snapshot(root: Path, digest: str, files: list[dict]) -> Path:

@@ -21,7 +21,9 @@ from .engine import check_model_compatible
 from .errors import (
     AdapterNameNotFound, AdapterNotFound, HubError, IncompatibleAdapter, InvalidAdapterConfig, OfflineCacheMiss,
 )
-from .weights import expected_groups, match_state_dict, read_weights, rename_keys, write_weights
+from .weights import (
+    expected_groups, match_state_dict, overwritten_init, read_weights, rename_keys, write_weights,
+)
 
 _ADAPTER_SEGMENTS = ("adapters", "loras", "prefix_tunings", "prompt_tunings", "prefix_gates")
 _FUSION_SEGMENTS = ("adapter_fusion_layer",)
@@ -158,7 +160,8 @@ def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, wit
     if name in engine.configs:  # check the file on a scratch copy first: a bad file keeps the old adapter
         _check_loadable(engine, config, rename_keys(state, name, _SCRATCH, _ADAPTER_SEGMENTS))
     previous_setup = engine.active_setup, engine.skip_layers
-    engine.add(name, config, overwrite_ok=True)
+    with overwritten_init():  # every tensor is overwritten below, or the adapter is deleted again
+        engine.add(name, config, overwrite_ok=True)
     try:
         match_state_dict(state, expected_groups(engine, name, _ADAPTER_SEGMENTS), engine.spec.base_prefix)
     except Exception:
@@ -201,7 +204,8 @@ def _canonical_aliases(state: dict, base_prefix: str) -> dict:
 
 
 def _check_loadable(engine, config, state: dict) -> None:
-    engine.add(_SCRATCH, config, overwrite_ok=True)
+    with overwritten_init():
+        engine.add(_SCRATCH, config, overwrite_ok=True)
     try:
         match_state_dict(state, expected_groups(engine, _SCRATCH, _ADAPTER_SEGMENTS), engine.spec.base_prefix)
     finally:
@@ -245,7 +249,8 @@ def load_adapter_fusion(model, path, load_as: Optional[str] = None, set_active: 
     state = rename_keys(state, old_name, name, _FUSION_SEGMENTS)
     if name in engine.fusions:
         engine.delete_fusion(name)
-    engine.add_fusion(Fuse(*names, name=name), config)
+    with overwritten_init():
+        engine.add_fusion(Fuse(*names, name=name), config)
     try:
         match_state_dict(state, expected_groups(engine, name, _FUSION_SEGMENTS), engine.spec.base_prefix)
     except Exception:

@@ -120,16 +120,35 @@ class HubClient:
             raise error_from_response(response)
         return response
 
-    def resolve(self, identifier: str, *, model_name=None, config=None, version=None) -> dict:
+    def resolve(self, identifier: str, *, model_name=None, config=None, version=None, direct: bool = False) -> dict:
+        """The hub's resolution; ``direct``: ask for each file's presigned object URL (``direct_url``) too,
+        which the hub gives when its store signs URLs (and then counts the download)."""
         params = {"id": str(identifier)}
         for key, value in (("model_name", model_name), ("config", config), ("version", version)):
             if value is not None:
                 params[key] = value
+        if direct:
+            params["direct"] = "1"
         return self.request("GET", "/api/v1/resolve", params=params).json()
 
     def open_file(self, url: str) -> requests.Response:
         """A streaming response for a file URL from a resolution (redirects are followed)."""
         return self.request("GET", url, stream=True, allow_redirects=True)
+
+    def open_object(self, url: str) -> requests.Response:
+        """A streaming response for a presigned object-store URL (``direct_url``): no hub credentials are
+        sent to the store. HubError (with the store's status) when it refuses, e.g. an expired URL."""
+        if is_offline():
+            raise OfflineCacheMiss("ADAPTERS_OFFLINE is set: not fetching from the object store")
+        try:
+            response = self.session.get(url, headers={"User-Agent": USER_AGENT}, timeout=self.timeout, stream=True)
+        except requests.RequestException as exc:
+            raise HubError(f"cannot reach the object store: {exc}") from exc
+        if response.status_code >= 400:
+            response.close()
+            raise HubError(f"the object store answered {response.status_code} for a presigned URL",
+                           status=response.status_code, hub_code="object_store")
+        return response
 
     def upload(self, files: list[tuple[str, str]], fields: dict, progress=None) -> dict:
         """POST a version: ``files`` is [(name, path)], ``fields`` the form fields.

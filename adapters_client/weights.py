@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .errors import IncompatibleAdapter
 
@@ -101,6 +102,46 @@ def rename_keys(state: dict, old: str, new: str, segments) -> dict:
     return renamed
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """No NaN or infinity in ``tensor``. A finite sum proves it (NaN and infinities propagate through a
+    sum) at a fraction of the cost of ``isfinite(t).all()``; a non-finite sum (which also happens when
+    large finite values overflow) is settled element by element."""
+    if tensor.numel() == 0:
+        return True
+    if bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+class _SkipRandomInit(TorchFunctionMode):
+    """Random initialisation becomes a no-op (the tensors keep whatever ``torch.empty`` gave them)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _RANDOM_INIT:
+            return args[0] if args else (kwargs or {}).get("tensor")
+        return func(*args, **(kwargs or {}))
+
+
+_RANDOM_INIT = frozenset({
+    torch.Tensor.normal_, torch.Tensor.uniform_, torch.nn.init.normal_, torch.nn.init.uniform_,
+    torch.nn.init.trunc_normal_, torch.nn.init.kaiming_uniform_, torch.nn.init.kaiming_normal_,
+    torch.nn.init.xavier_uniform_, torch.nn.init.xavier_normal_,
+})
+
+
+@contextmanager
+def overwritten_init():
+    """For modules whose every tensor is about to be overwritten by a checkpoint: their random
+    initialisation is skipped (most of the time ``add_adapter`` takes on large adapters).
+
+    Only around code that is followed by ``match_state_dict``, which refuses a checkpoint missing
+    any of the adapter's tensors, so no uninitialised value survives. It does not draw from the
+    global random generator either. A torch-function mode is local to the thread that enters it,
+    so other threads building modules at the same time initialise them as usual."""
+    with _SkipRandomInit():
+        yield
+
+
 def match_state_dict(state: dict, groups: list, base_prefix: str) -> None:
     """Copy ``state`` into the groups' tensors; IncompatibleAdapter naming the first bad key."""
     prefix = base_prefix + "."
@@ -122,7 +163,7 @@ def match_state_dict(state: dict, groups: list, base_prefix: str) -> None:
                 raise IncompatibleAdapter(
                     f"weight {prefix}{key} has shape {tuple(value.shape)}, expected {tuple(group.tensor.shape)}",
                     field="weights", key=prefix + key)
-            if value.is_floating_point() and not torch.isfinite(value).all():
+            if value.is_floating_point() and not all_finite(value):
                 raise IncompatibleAdapter(f"weight {prefix}{key} holds NaN or infinite values", field="weights",
                                           key=prefix + key)
     with torch.no_grad():

@@ -9,8 +9,8 @@ seq_bn[reduction_factor=1] adapter has that size), its adapter saved without a h
 through the hub's upload endpoint and marked valid as the validator would. Then, in one run:
 
 1. raw, cold, raw, cold, ..., raw: a cold ``adapters_client.download`` (fresh HubClient, fresh empty
-   cache: resolve, the hub's 302 to a presigned S3 URL, sha256 while streaming, fsync, snapshot,
-   refs) against a raw ``requests`` GET of the same S3 object streamed to a file (no hashing), in
+   cache: resolve with presigned S3 URLs, the files fetched at once from S3, sha256 and flushes
+   overlapped with the transfer, fsync, snapshot, refs) against a raw ``requests`` GET of the same S3 object streamed to a file (no hashing), in
    MB/s of the weights file; each cold round is compared with the mean of the raw rounds around it.
 2. plain, warm, plain, warm, ..., plain: ``model.load_adapter(identifier)`` with ADAPTERS_OFFLINE=1
    from a cache that holds it, against ``safetensors.torch.load_file`` of the cached file +

@@ -130,16 +130,24 @@ def download_rounds(adapter: BenchAdapter, base_url: str, work: Path, rounds: in
 
 def breakdown(adapter: BenchAdapter, base_url: str, work: Path, repeats: int = 3) -> dict:
     """Medians (ms) of the parts a cold download adds to a raw GET, each timed on its own: the hub's
-    resolve, one 302 from the download endpoint (the client makes one per file), sha256 of the
-    weights (from the page cache), and writing + fsync of a copy of them."""
+    resolve, plain and with presigned URLs (``direct=1``, what the client asks), one 302 from the
+    download endpoint (what a client without direct URLs pays per file), sha256 of the weights (from
+    the page cache; the client overlaps it with the transfer), and writing + fsync of a copy."""
     import hashlib
 
-    times: dict = {"resolve_ms": [], "redirect_ms": [], "sha256_ms": [], "write_fsync_ms": []}
+    times: dict = {"resolve_ms": [], "direct_resolve_ms": [], "redirect_ms": [], "sha256_ms": [], "write_fsync_ms": []}
     data = adapter.weights_path.read_bytes()
     for i in range(repeats):
         started = time.perf_counter()
         requests.get(f"{base_url}/api/v1/resolve", params={"id": adapter.identifier}, timeout=30).raise_for_status()
         times["resolve_ms"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        answer = requests.get(f"{base_url}/api/v1/resolve", params={"id": adapter.identifier, "direct": "1"},
+                              timeout=30)
+        answer.raise_for_status()
+        times["direct_resolve_ms"].append(time.perf_counter() - started)
+        if not all(f.get("direct_url") for f in answer.json()["files"]):
+            raise RuntimeError("the hub gave no presigned URLs with direct=1 on its S3 store")
         started = time.perf_counter()
         object_url(base_url, adapter.file_ids[WEIGHTS])
         times["redirect_ms"].append(time.perf_counter() - started)

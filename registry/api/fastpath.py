@@ -53,6 +53,7 @@ def eligible(request) -> bool:
         and settings.SESSION_COOKIE_NAME not in request.COOKIES
         and "text/html" not in meta.get("HTTP_ACCEPT", "")
         and "format" not in request.GET
+        and "direct" not in request.GET  # resolve's presigned URLs are signed and counted per request
     )
 
 

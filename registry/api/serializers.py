@@ -168,6 +168,21 @@ class ResolveQuerySerializer(serializers.Serializer):
         required=False, allow_blank=True, max_length=200, help_text="method name or alias, or a 16-hex config hash"
     )
     version = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    direct = serializers.BooleanField(
+        required=False, default=False,
+        help_text="also answer each file's presigned object-store URL (direct_url) when the store signs URLs, "
+                  "and count the download now; a client that fetches the files uses them instead of one "
+                  "redirect per file",
+    )
+
+
+class ResolveFileSerializer(FileSerializer):
+    direct_url = serializers.URLField(
+        required=False, help_text="with direct=1 on an object store that signs URLs: a short-lived presigned URL "
+                                  "of the object (fetch it without the hub's Authorization header)")
+
+    class Meta(FileSerializer.Meta):
+        fields = [*FileSerializer.Meta.fields, "direct_url"]
 
 
 class ResolveSerializer(serializers.Serializer):
@@ -186,7 +201,7 @@ class ResolveSerializer(serializers.Serializer):
     backbone_fingerprint = serializers.JSONField(
         allow_null=True, help_text="the backbone the version was validated on (model name, revision, digests of "
                                    "its config and weights); the client warns when it applies it to another")
-    files = FileSerializer(many=True)
+    files = ResolveFileSerializer(many=True)
 
 
 class YankSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..querysets import adapter_with_current, visible_adapters
+from ..services import download as download_service
 from ..services import search, versions
 from ..services.resolve import resolve
 from . import caching
@@ -99,7 +100,12 @@ class ResolveView(APIView):
     )
     def get(self, request):
         params = query_params(ResolveQuerySerializer, request)
-        return Response(caching.cached(request, "resolve", lambda: self._resolve(request, params)))
+        answer = caching.cached(request, "resolve", lambda: self._resolve(request, params))
+        if params.get("direct"):  # signed and counted on every request, never cached
+            urls = download_service.direct_urls(answer)
+            answer = {**answer, "files": [{**f, "direct_url": urls[f["id"]]} if f["id"] in urls else f
+                                          for f in answer["files"]]}
+        return Response(answer)
 
     def _resolve(self, request, params: dict) -> dict:
         found = resolve(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 
 from ..choices import VersionStatus
 from ..models import Subtask, Task
 from ..services import search
 from . import leaderboard, queries
-from .caching import anonymous_page
+from .caching import anonymous_page, shared_body
 
 PAGE_SIZE = 20
 SORT_LABELS = {"relevance": "Relevance", "downloads": "Downloads", "newest": "Newest", "score": "Verified score"}
@@ -29,15 +30,22 @@ class CountedPaginator(Paginator):
         self.__dict__["count"] = total  # Paginator.count is a cached_property
 
 
+@anonymous_page("home")
 def home(request):
-    context = queries.home(request.user)
-    context.update(demo_identifier=DEMO_IDENTIFIER,
-                   demo_snippet=f'import adapters_client\nmodel = adapters_client.load("{DEMO_IDENTIFIER}")')
-    return render(request, "web/home.html", context)
+    def render_body():
+        context = queries.home(request.user)
+        context.update(demo_identifier=DEMO_IDENTIFIER,
+                       demo_snippet=f'import adapters_client\nmodel = adapters_client.load("{DEMO_IDENTIFIER}")')
+        return render_to_string("web/home_body.html", context, request)
+
+    return render(request, "web/home.html", {"body": shared_body(request, "home", render_body)})
 
 
+@anonymous_page("explore")
 def explore(request):
-    return render(request, "web/explore.html", {"tasks": queries.explore(request.user)})
+    body = shared_body(request, "explore", lambda: render_to_string(
+        "web/explore_body.html", {"tasks": queries.explore(request.user)}, request))
+    return render(request, "web/explore.html", {"body": body})
 
 
 def _text(request, name: str, limit: int) -> str:
@@ -60,6 +68,12 @@ def parse_search(request) -> queries.WebSearch:
 @anonymous_page("search")
 def search_view(request):
     query = parse_search(request)
+    body = shared_body(request, "search", lambda: render_to_string(
+        "web/search_body.html", _search_context(request, query), request))
+    return render(request, "web/search.html", {"query": query, "body": body})
+
+
+def _search_context(request, query: queries.WebSearch) -> dict:
     ordered, facets = queries.search_page(request.user, query)
     page = CountedPaginator(ordered, PAGE_SIZE, total=facets.pop("total")).get_page(request.GET.get("page"))
     active = {k: v for k, v in request.GET.items() if k in dict(FACET_TITLES) and v}
@@ -67,10 +81,8 @@ def search_view(request):
         {"name": name, "title": title, "values": _facet_links(request, name, facets.get(name, []))}
         for name, title in FACET_TITLES
     ]
-    return render(request, "web/search.html", {
-        "query": query, "page": page, "facet_groups": groups, "sorts": SORT_LABELS,
-        "sort": query.params.effective_sort, "active": active,
-    })
+    return {"query": query, "page": page, "facet_groups": groups, "sorts": SORT_LABELS,
+            "sort": query.params.effective_sort, "active": active}
 
 
 def _facet_links(request, name: str, values: list[dict]) -> list[dict]:
@@ -112,8 +124,13 @@ def leaderboards(request):
 def leaderboard_view(request, task: str, subtask: str):
     found = get_object_or_404(Subtask.objects.select_related("task"), task__slug=task, slug=subtask)
     model_name = _text(request, "model_name", 200)
-    ranked = leaderboard.rows(request.user, found, model_name)
-    return render(request, "web/leaderboard.html", {
-        "subtask": found, "rows": ranked, "chart": leaderboard.chart(ranked),
-        "backbones": leaderboard.backbones(request.user, found), "model_name": model_name,
-    })
+
+    def render_body():
+        ranked = leaderboard.rows(request.user, found, model_name)
+        return render_to_string("web/leaderboard_body.html", {
+            "subtask": found, "rows": ranked, "chart": leaderboard.chart(ranked),
+            "backbones": leaderboard.backbones(request.user, found), "model_name": model_name,
+        }, request)
+
+    return render(request, "web/leaderboard.html", {"subtask": found, "body": shared_body(request, "leaderboard",
+                                                                                          render_body)})

@@ -71,7 +71,7 @@ def test_download_benchmark_at_1_mb_prints_and_saves_sane_figures(tmp_path):
         assert all(_positive(v) for v in side["baseline"] + side["measured"] + side["ratios"]), side
         assert len(side["ratios"]) == 2
         assert side["ratio_min"] <= side["ratio_median"] <= side["ratio_max"], side
-    assert set(result["breakdown"]) == {"resolve_ms", "redirect_ms", "sha256_ms", "write_fsync_ms"}
+    assert set(result["breakdown"]) == {"resolve_ms", "direct_resolve_ms", "redirect_ms", "sha256_ms", "write_fsync_ms"}
     assert all(_positive(v) for v in result["breakdown"].values()), result["breakdown"]
     # the ratios are measured / mean of the two baseline rounds around it
     first = download["measured"][0] / ((download["baseline"][0] + download["baseline"][1]) / 2)

@@ -22,6 +22,9 @@ class FakeHub:
         self.statuses: list = []                   # what GET .../versions/<v> answers, in turn (the last repeats)
         self.tokens: set[str] = set()              # accepted Bearer tokens (empty: anyone may upload)
         self.fail_next: dict[str, list] = {}       # path prefix -> [(status, body), ...] answered first
+        self.direct = False                        # resolve?direct=1 adds direct_url (/objects/<sha>) to files
+        self.objects_status = 200                  # what /objects/<sha> answers (403: an expired URL)
+        self.object_headers: list[dict] = []       # the headers of each /objects/ request
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -118,8 +121,15 @@ class FakeHub:
                         return self._json(404, {"code": "adapter_not_found", "detail": f"no adapter {ident}"})
                     if "code" in body:
                         return self._json(body.pop("_status", 400), body)
+                    if hub.direct and query.get("direct") == ["1"]:
+                        body = {**body, "files": [{**f, "direct_url": f"{hub.url}/objects/{f['sha256']}"}
+                                                  for f in body["files"]]}
                     return self._json(200, body)
-                if parsed.path.startswith("/files/"):
+                if parsed.path.startswith("/objects/"):
+                    hub.object_headers.append(dict(self.headers))
+                    if hub.objects_status != 200:
+                        return self._json(hub.objects_status, {"code": "AccessDenied", "detail": "expired"})
+                if parsed.path.startswith(("/files/", "/objects/")):
                     sha = parsed.path.rsplit("/", 1)[1]
                     content = hub.files.get(sha)
                     if content is None:

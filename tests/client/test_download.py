@@ -159,3 +159,39 @@ def test_entry_points_are_functions_even_after_submodules_are_imported():
 
     for name in ("resolve", "download", "load", "push"):
         assert getattr(adapters_client, name).__module__ == "adapters_client.api"
+
+
+def test_direct_urls_skip_the_hub_and_carry_no_hub_credentials(hub, cache):
+    hub.direct = True
+    resolution = hub.add_version("sentiment/sst-2@ukp", FILES)
+    folder = adapters_client.download("sentiment/sst-2@ukp", hub=HubClient(base_url=hub.url, token="secret"),
+                                      progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == FILES
+    assert not [h for h in hub.hits if h.startswith("/files/")]  # every file came from its direct URL
+    assert sorted(h for h in hub.hits if h.startswith("/objects/")) == sorted(
+        f"/objects/{f['sha256']}" for f in resolution["files"])
+    assert hub.object_headers and all("Authorization" not in h for h in hub.object_headers)
+    refs = list((cache / "refs").glob("*.json"))
+    assert refs and all("direct_url" not in p.read_text() and "/objects/" not in p.read_text() for p in refs)
+
+
+@pytest.mark.parametrize("status", [403, 500])
+def test_a_refused_direct_url_falls_back_to_the_hub_download(hub, cache, status):
+    hub.direct, hub.objects_status = True, status
+    hub.add_version("sentiment/sst-2@ukp", FILES)
+    folder = adapters_client.download("sentiment/sst-2@ukp", hub=client(hub), progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == FILES
+    assert len([h for h in hub.hits if h.startswith("/objects/")]) == len(FILES)
+    assert len([h for h in hub.hits if h.startswith("/files/")]) == len(FILES)
+    assert leftovers(cache) == []
+
+
+def test_corrupt_bytes_from_a_direct_url_are_a_checksum_mismatch(hub, cache):
+    hub.direct = True
+    resolution = hub.add_version("sentiment/sst-2@ukp", FILES)
+    bad = next(f["sha256"] for f in resolution["files"] if f["name"] == "adapter.safetensors")
+    hub.corrupt.add(bad)
+    with pytest.raises(ChecksumMismatch):
+        adapters_client.download("sentiment/sst-2@ukp", hub=client(hub), progress=False)
+    assert not (cache / "blobs" / bad).exists() and leftovers(cache) == []
+    assert not [h for h in hub.hits if h.startswith("/files/")]  # a bad object is not retried elsewhere

@@ -100,3 +100,19 @@ def test_missing_object_is_503_with_its_own_code_not_a_500(client, uploaded):
     assert response.status_code == 503
     assert response.json()["code"] == "object_missing"
     assert int(response["Retry-After"]) > 0
+
+
+def test_resolve_direct_on_the_filesystem_store_adds_nothing(client, uploaded):
+    from .upload_helpers import IDENTIFIER
+
+    answer = client.get("/api/v1/resolve", {"id": IDENTIFIER, "direct": "1"})
+    assert answer.status_code == 200, answer.content
+    assert all("direct_url" not in f and f["url"].endswith("/download") for f in answer.json()["files"])
+    assert Adapter.objects.get().download_count == 0  # counted when the files are fetched through the hub
+
+
+def test_resolve_direct_refuses_a_non_boolean(client, uploaded):
+    from .upload_helpers import IDENTIFIER
+
+    answer = client.get("/api/v1/resolve", {"id": IDENTIFIER, "direct": "maybe"})
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_input"

@@ -60,3 +60,29 @@ def test_missing_bucket_is_storage_unavailable(settings, s3_server, hub_dirs, tm
     path, digest = _file(tmp_path, b"w")
     with pytest.raises(StorageUnavailable):
         storage.put_file(path, digest)
+
+
+def test_signed_urls_are_reused_for_a_quarter_of_their_life_and_per_bucket(s3_weights, settings, s3_server,
+                                                                            tmp_path, monkeypatch):  # noqa: F811
+    path, digest = _file(tmp_path, b"reused")
+    key, _ = storage.put_file(path, digest)
+    clock = [1000.0]
+    monkeypatch.setattr(storage.time, "monotonic", lambda: clock[0])
+    storage._signed.clear()
+    store = storage.weights_storage()
+    signed = []
+    real_url = store.url
+    monkeypatch.setattr(store, "url", lambda *a, **k: signed.append(a[0]) or real_url(*a, **k))
+    first = storage.download_url(key, "adapter.safetensors", 40)
+    clock[0] += 9.9  # within 40 / 4 seconds: the same URL, still valid for at least 30 s
+    assert storage.download_url(key, "adapter.safetensors", 40) == first and len(signed) == 1
+    storage.download_url(key, "other.bin", 40)  # another file name: its own URL
+    storage.download_url(key, "adapter.safetensors", 60)
+    assert len(signed) == 3
+    clock[0] += 0.2  # past the quarter: signed anew
+    assert requests.get(storage.download_url(key, "adapter.safetensors", 40), timeout=10).content == b"reused"
+    assert len(signed) == 4
+    other_bucket = "other-" + s3_weights["bucket"][-8:]
+    s3_weights["client"].create_bucket(Bucket=other_bucket)
+    settings.STORAGES = {**settings.STORAGES, "weights": s3_storage_settings(s3_server.endpoint_url, other_bucket)}
+    assert other_bucket in storage.download_url(key, "adapter.safetensors", 40)

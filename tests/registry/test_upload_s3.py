@@ -90,3 +90,58 @@ def test_database_failure_after_storing_removes_the_objects(client, s3_weights, 
     assert response.status_code == 503 and response.json()["code"] == "database_unavailable"
     assert AdapterVersion.objects.count() == 0 and Adapter.objects.count() == 0
     assert_nothing_left(s3_weights, s3_objects=s3_weights["objects"])
+
+
+def _valid_upload(client):
+    from registry.choices import VersionStatus
+
+    from .upload_helpers import IDENTIFIER
+
+    _, _, raw = maintainer_setup()
+    files = adapter_files()
+    response = post_upload(client, files, raw)
+    assert response.status_code == 201, response.content
+    AdapterVersion.objects.update(status=VersionStatus.VALID)
+    return raw, files, IDENTIFIER
+
+
+def test_resolve_direct_gives_presigned_urls_and_counts_one_download(client, s3_weights):  # noqa: F811
+    _, files, identifier = _valid_upload(client)
+    plain = client.get("/api/v1/resolve", {"id": identifier}).json()
+    assert all("direct_url" not in f for f in plain["files"])
+    assert Adapter.objects.get().download_count == 0  # a plain resolve downloads nothing
+    answer = client.get("/api/v1/resolve", {"id": identifier, "direct": "1"}).json()
+    assert {f["name"] for f in answer["files"]} == set(files)
+    for f in answer["files"]:
+        assert "X-Amz-Signature=" in f["direct_url"]
+        fetched = requests.get(f["direct_url"], timeout=10)
+        assert fetched.status_code == 200 and fetched.content == files[f["name"]]
+    assert Adapter.objects.get().download_count == 1
+    again = client.get("/api/v1/resolve", {"id": identifier, "direct": "1"}).json()  # signed anew, not cached
+    assert Adapter.objects.get().download_count == 2
+    assert {f["name"]: f["url"] for f in again["files"]} == {f["name"]: f["url"] for f in answer["files"]}
+
+
+def test_resolve_direct_of_a_private_adapter_is_for_members_only(client, s3_weights):  # noqa: F811
+    from registry.choices import Visibility
+
+    raw, files, identifier = _valid_upload(client)
+    Adapter.objects.update(visibility=Visibility.PRIVATE)
+    anonymous = client.get("/api/v1/resolve", {"id": identifier, "direct": "1"})
+    assert anonymous.status_code == 404 and "direct_url" not in anonymous.content.decode()
+    member = client.get("/api/v1/resolve", {"id": identifier, "direct": "1"}, HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert member.status_code == 200, member.content
+    for f in member.json()["files"]:
+        assert requests.get(f["direct_url"], timeout=10).content == files[f["name"]]
+    assert Adapter.objects.get().download_count == 1
+
+
+def test_direct_urls_only_for_a_valid_version(client, s3_weights):  # noqa: F811
+    from registry.services.download import direct_urls
+
+    raw, files, identifier = _valid_upload(client)
+    answer = client.get("/api/v1/resolve", {"id": identifier}).json()
+    assert set(direct_urls(answer)) == {f["id"] for f in answer["files"]}
+    for status in ("pending", "rejected", "error"):
+        assert direct_urls({**answer, "status": status}) == {}
+    assert Adapter.objects.get().download_count == 1  # counted once, for the one answer with URLs
