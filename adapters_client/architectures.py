@@ -6,7 +6,7 @@ Paths are dotted attribute paths; layer-relative paths start at one transformer 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from .errors import IncompatibleAdapter
@@ -33,24 +33,43 @@ class BottleneckSite:
     layer_norm: Optional[str]  # post-LN models: LN applied to (hidden + residual); None: the host adds residual
 
 
+PREFIX_ROUTES = ("cache", "projections")
+
+
 @dataclass(frozen=True)
 class ArchSpec:
+    """Everything the engine, the methods, the model classes and the heads need to know about one architecture.
+
+    Adding an architecture is adding one row to ``ARCHITECTURES`` (and its golden/parity cases).
+    """
+
     model_type: str
+    model_class: str  # the adapters library's class name, written into adapter_config.json ("model_class")
     base_prefix: str  # attribute of the base model in *AdapterModel classes ("bert", "transformer", ...)
     layers: str  # path from the base model to the list of layers
-    sites: tuple
+    sites: tuple  # BottleneckSite per bottleneck position
     lora_attn: dict  # "q"/"k"/"v" -> layer-relative path of the Linear
     lora_intermediate: str
     lora_output: str
     self_attention: str  # layer-relative path of the self-attention module (prefix tuning)
-    embeddings: str  # path from the base model to the word embeddings (prompt tuning)
+    # prompt tuning: path from the base model to the module whose output the soft prompt joins (None: refused)
+    prompt_embeddings: Optional[str] = "embeddings"
+    # prefix tuning: how the prefix reaches attention, "cache" (the attention's key/value cache argument) or
+    # "projections" (through the key/value projections, methods/prefix_tuning/projections.py); None: refused
+    prefix_route: Optional[str] = "cache"
+    prefix_location: str = "self_prefix"  # key of the prefix module in the library's weights
     hidden_size_attr: str = "hidden_size"
     merged_qkv: Optional[str] = None  # fused q/k/v projection (GPT-2's c_attn)
     causal: bool = False  # decoder-only: attention is causal
-    extra: dict = field(default_factory=dict)
+    # sequence-level heads read the last non-padding token instead of the first token (decoder-only models)
+    last_token_heads: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prefix_route is not None and self.prefix_route not in PREFIX_ROUTES:
+            raise ValueError(f"{self.model_type}: prefix_route must be one of {PREFIX_ROUTES} or None")
 
 
-def _bert_like(model_type: str, prefix: str) -> ArchSpec:
+def _bert_like(model_type: str, prefix: str, model_class: str) -> ArchSpec:
     def site(key: str, host: str) -> BottleneckSite:
         return BottleneckSite(
             location_key=key,
@@ -63,6 +82,7 @@ def _bert_like(model_type: str, prefix: str) -> ArchSpec:
 
     return ArchSpec(
         model_type=model_type,
+        model_class=model_class,
         base_prefix=prefix,
         layers="encoder.layer",
         sites=(site("mh_adapter", "attention.output"), site("output_adapter", "output")),
@@ -70,12 +90,12 @@ def _bert_like(model_type: str, prefix: str) -> ArchSpec:
         lora_intermediate="intermediate.dense",
         lora_output="output.dense",
         self_attention="attention.self",
-        embeddings="embeddings.word_embeddings",
     )
 
 
 _DISTILBERT = ArchSpec(
     model_type="distilbert",
+    model_class="DistilBertAdapterModel",
     base_prefix="distilbert",
     layers="transformer.layer",
     sites=(
@@ -88,14 +108,15 @@ _DISTILBERT = ArchSpec(
     lora_intermediate="ffn.lin1",
     lora_output="ffn.lin2",
     self_attention="attention",
-    embeddings="embeddings.word_embeddings",
-    hidden_size_attr="dim",
     # no cache interface in its attention: the prefix enters through k_lin/v_lin; the library's key is "self"
-    extra={"prefix_route": "projections", "prefix_location": "self"},
+    prefix_route="projections",
+    prefix_location="self",
+    hidden_size_attr="dim",
 )
 
 _GPT2 = ArchSpec(
     model_type="gpt2",
+    model_class="GPT2AdapterModel",
     base_prefix="transformer",
     layers="h",
     sites=(
@@ -108,16 +129,17 @@ _GPT2 = ArchSpec(
     lora_intermediate="mlp.c_fc",
     lora_output="mlp.c_proj",
     self_attention="attn",
-    embeddings="wte",
+    prompt_embeddings=None,  # the adapters library does not support prompt tuning on GPT-2 either
     hidden_size_attr="n_embd",
     merged_qkv="attn.c_attn",
     causal=True,
+    last_token_heads=True,
 )
 
 ARCHITECTURES = {
-    "bert": _bert_like("bert", "bert"),
-    "roberta": _bert_like("roberta", "roberta"),
-    "xlm-roberta": _bert_like("xlm-roberta", "roberta"),
+    "bert": _bert_like("bert", "bert", "BertAdapterModel"),
+    "roberta": _bert_like("roberta", "roberta", "RobertaAdapterModel"),
+    "xlm-roberta": _bert_like("xlm-roberta", "roberta", "XLMRobertaAdapterModel"),
     "distilbert": _DISTILBERT,
     "gpt2": _GPT2,
 }
@@ -131,6 +153,16 @@ def get_spec(model_type: str) -> ArchSpec:
         raise IncompatibleAdapter(f"model type {model_type!r} is not supported; supported: {supported}",
                                   field="model_type")
     return spec
+
+
+def find_spec(model_type) -> Optional[ArchSpec]:
+    """The table entry for ``model_type``, or None for an unsupported architecture."""
+    return ARCHITECTURES.get(model_type)
+
+
+def supporting(feature: str) -> list:
+    """Model types whose row sets ``feature`` (e.g. "prefix_route", "prompt_embeddings"), sorted."""
+    return sorted(t for t, spec in ARCHITECTURES.items() if getattr(spec, feature))
 
 
 def get_path(module, path: str, arch: Optional[str] = None):

@@ -11,13 +11,12 @@ from torch import nn
 
 from .architectures import ArchSpec, get_path, get_spec
 from .composition import AdapterCompositionBlock, Fuse, Parallel, Stack, parse_composition
-from .configs import BnConfig, LoRAConfig, MethodConfig, PrefixTuningConfig, PromptTuningConfig, load_config
+from .configs import BnConfig, MethodConfig, load_config
+from .configs.methods import MethodSpec, method_for_config, registered_methods
 from .context import AdapterSetup, ForwardContext, Replication, repeat_batched
 from .errors import AdapterNameNotFound, IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
 from .hooks import auditing, finish_audit, start_audit
-from .methods.bottleneck import BottleneckAdapter, BottleneckLayer
-from .methods.lora import LoRALayer
-from .methods.lora.merged import MergedQKVLoRALayer
+from .methods.registry import extension_for, sites_for
 
 # the ForwardContext a base-model pre-hook opened itself (no AdapterModel.forward around it)
 _OWNED: contextvars.ContextVar = contextvars.ContextVar("adapters_client_owned_context", default=None)
@@ -37,9 +36,10 @@ class AdapterEngine:
         self.fusions: dict[str, tuple] = {}  # name -> (fusion config, adapter names)
         self.active_setup: Optional[AdapterCompositionBlock] = None
         self.skip_layers: Optional[list] = None
-        self.bottleneck_layers: list[BottleneckLayer] = []
-        self.lora_layers: list[LoRALayer] = []
-        self.extensions: dict[str, object] = {}  # method name -> model-level method object (prefix, prompt)
+        # method name -> that per-layer method's sites (objects holding its modules at each layer), and
+        # method name -> model-level method object (prefix, prompt); both filled from the method registry
+        self.layer_sites: dict[str, list] = {}
+        self.extensions: dict[str, object] = {}
         self._flat_cache: dict = {}
         self._generation = 0  # bumped whenever adapters or fusions change: setups are audited again
         self._audited: set = set()  # setups whose first forward showed every site running
@@ -49,27 +49,34 @@ class AdapterEngine:
 
     # --- injection ---
     def _inject(self) -> None:
-        spec = self.spec
-        arch = spec.model_type
-        for idx, layer in enumerate(get_path(self.base_model, spec.layers, arch)):
+        for idx, layer in enumerate(self.layers()):
             # registered first: the layer's own hooks (residual capture) see the replicated batch
             layer.register_forward_pre_hook(functools.partial(self._before_layer, idx), with_kwargs=True)
-            for site in spec.sites:
-                self.bottleneck_layers.append(BottleneckLayer(self, layer, idx, site))
-            targets = [(LoRALayer, path, "selfattn", key) for key, path in spec.lora_attn.items()]
-            if spec.merged_qkv:
-                targets.append((MergedQKVLoRALayer, spec.merged_qkv, "selfattn", None))
-            targets += [(LoRALayer, spec.lora_intermediate, "intermediate", None),
-                        (LoRALayer, spec.lora_output, "output", None)]
-            for cls, path, location, key in targets:
-                self.lora_layers.append(cls(self, get_path(layer, path, arch), idx, location, key,
-                                            path=f"{spec.layers}.{idx}.{path}"))
+        for method in registered_methods():  # per-layer methods attach now: missing hook targets fail here
+            if method.scope == "layer":
+                sites_for(self, method)
         self.base_model.register_forward_pre_hook(self._before_base_forward, with_kwargs=True)
         self.base_model.register_forward_hook(self._after_base_forward)
 
+    def layers(self):
+        """The base model's transformer layers (``spec.layers``)."""
+        return get_path(self.base_model, self.spec.layers, self.spec.model_type)
+
     @property
     def num_layers(self) -> int:
-        return len(get_path(self.base_model, self.spec.layers, self.spec.model_type))
+        return len(self.layers())
+
+    @property
+    def bottleneck_layers(self) -> list:
+        return self.layer_sites.get("bottleneck", [])
+
+    @property
+    def lora_layers(self) -> list:
+        return self.layer_sites.get("lora", [])
+
+    def all_sites(self) -> list:
+        """Every per-layer site of every per-layer method, in registration order."""
+        return [site for sites in self.layer_sites.values() for site in sites]
 
     def _reference_param(self) -> torch.Tensor:
         return next(self.base_model.parameters())
@@ -96,36 +103,22 @@ class AdapterEngine:
         return config
 
     def _add_modules(self, name: str, config: MethodConfig) -> None:
-        ref = self._reference_param()
-        if isinstance(config, BnConfig):
-            for layer in self.bottleneck_layers:
-                if config.get(layer.location_key) and layer.layer_idx not in config.leave_out:
-                    down = int(self.hidden_size // config.reduction_factor_for(layer.layer_idx))
-                    module = BottleneckAdapter(name, self.hidden_size, down, config)
-                    layer.adapters[name] = module.to(device=ref.device, dtype=ref.dtype)
-        elif isinstance(config, LoRAConfig):
-            for layer in self.lora_layers:
-                if layer.add(name, config):
-                    layer.adapters[name].to(device=ref.device, dtype=ref.dtype)
-        elif isinstance(config, (PrefixTuningConfig, PromptTuningConfig)):
-            self._extension(config).add(name, config)
+        method: MethodSpec = method_for_config(config)  # the registry (configs/methods.py)
+        if method.scope == "layer":
+            ref = self._reference_param()
+            for site in sites_for(self, method):
+                if site.add(name, config):
+                    site.adapters[name].to(device=ref.device, dtype=ref.dtype)
         else:
-            raise InvalidAdapterConfig(f"method {type(config).__name__} is not supported", field="architecture")
+            extension_for(self, method).add(name, config)
         self._set_mode(name, self.base_model.training)
-
-    def _extension(self, config):
-        from .methods.registry import extension_for
-
-        return extension_for(self, config)
 
     def delete(self, name: str) -> None:
         if name not in self.configs:
             raise AdapterNameNotFound(f"no adapter named {name!r}", field="name")
-        for layer in self.bottleneck_layers + self.lora_layers:
-            if name in layer.adapters:
-                if getattr(layer, "merged", None) == name:
-                    layer.reset()
-                del layer.adapters[name]
+        for site in self.all_sites():
+            if name in site.adapters:
+                site.remove(name)
         for ext in self.extensions.values():
             ext.delete(name)
         del self.configs[name]
@@ -139,7 +132,7 @@ class AdapterEngine:
 
     def modules_of(self, name: str) -> list[nn.Module]:
         """Every module that belongs to adapter ``name``."""
-        found = [layer.adapters[name] for layer in self.bottleneck_layers + self.lora_layers if name in layer.adapters]
+        found = [site.adapters[name] for site in self.all_sites() if name in site.adapters]
         for ext in self.extensions.values():
             found += ext.modules_of(name)
         return found
@@ -272,8 +265,7 @@ class AdapterEngine:
 
     def expected_sites(self) -> dict:
         """Site key -> module path of every injected site the current setup concerns."""
-        expected = {id(site): site.path for site in self.bottleneck_layers + self.lora_layers
-                    if self.setup_for(site) is not None}
+        expected = {id(site): site.path for site in self.all_sites() if self.setup_for(site) is not None}
         for ext in self.extensions.values():
             expected.update(ext.expected_sites())
         return expected
@@ -310,7 +302,7 @@ class AdapterEngine:
         flat = setup.flatten()
         if any(ext.modules_of(name) for ext in self.extensions.values() for name in flat):
             return None
-        concerned = [m for m in self.bottleneck_layers + self.lora_layers if self.setup_for(m) is not None]
+        concerned = [m for m in self.all_sites() if self.setup_for(m) is not None]
         if not concerned:
             return None
         layer = min(m.layer_idx for m in concerned)
@@ -319,7 +311,7 @@ class AdapterEngine:
         in_layer = [m for m in concerned if m.layer_idx == layer]
         mid_layer = (all(site.layer_norm for site in self.spec.sites) and kwargs.get("encoder_hidden_states") is None
                      and not getattr(self.model_config, "add_cross_attention", False)
-                     and all(isinstance(m, BottleneckLayer) for m in in_layer))
+                     and all(getattr(m, "replicates_mid_layer", False) for m in in_layer))
         return layer, (in_layer[0].location_key if mid_layer else None)
 
     def _before_layer(self, layer_idx: int, module, args, kwargs):

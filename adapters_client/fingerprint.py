@@ -13,11 +13,13 @@ import warnings
 
 import torch
 
+from .configs.methods import is_adapter_key
+
 # config keys that say how the model was loaded or saved, not what it is
 _VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "dtype", "torch_dtype"})
-# state-dict key segments that belong to adapters, fusions, prefix/prompt pools (not to the backbone)
-_ADAPTER_SEGMENTS = (".adapters.", ".loras.", ".adapter_fusion_layer.", "prefix_tuning.", "prompt_tuning.",
-                     ".refts.")
+# ReFT interventions (the adapters library's ``refts``) are not a registered method here, but a model that
+# holds them still has the same backbone
+_FOREIGN_SEGMENTS = (".refts.",)
 
 
 class BackboneMismatchWarning(UserWarning):
@@ -37,7 +39,7 @@ def weights_digest(module: torch.nn.Module) -> str:
     change when adapters are added to it."""
     digest = hashlib.sha256()
     for key, tensor in sorted(module.state_dict().items()):
-        if any(segment in key for segment in _ADAPTER_SEGMENTS):
+        if is_adapter_key(key) or any(segment in key for segment in _FOREIGN_SEGMENTS):
             continue
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         digest.update(f"{key}|{str(tensor.dtype).removeprefix('torch.')}|{list(tensor.shape)}\n".encode("utf-8"))

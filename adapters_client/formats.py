@@ -14,8 +14,9 @@ from typing import Optional
 import torch
 
 from .configs import (
-    CONFIG_FILE, FUSION_CONFIG_FILE, FUSION_WEIGHTS_FILE, HEAD_CONFIG_FILE, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE,
-    build_adapter_config_json, read_adapter_config_json, read_fusion_config_json,
+    ADAPTER_SEGMENTS, CONFIG_FILE, FUSION_CONFIG_FILE, FUSION_SEGMENT_NAMES, FUSION_WEIGHTS_FILE, HEAD_CONFIG_FILE,
+    PICKLE_WEIGHTS_FILE, WEIGHTS_FILE, build_adapter_config_json, method_for_config, read_adapter_config_json,
+    read_fusion_config_json,
 )
 from .engine import check_model_compatible
 from .errors import (
@@ -25,8 +26,9 @@ from .weights import (
     expected_groups, match_state_dict, overwritten_init, read_weights, rename_keys, write_weights,
 )
 
-_ADAPTER_SEGMENTS = ("adapters", "loras", "prefix_tunings", "prompt_tunings", "prefix_gates")
-_FUSION_SEGMENTS = ("adapter_fusion_layer",)
+# the method registry's segment lists (configs/methods.py): the same objects whole-model saving uses
+_ADAPTER_SEGMENTS = ADAPTER_SEGMENTS
+_FUSION_SEGMENTS = FUSION_SEGMENT_NAMES
 _SCRATCH = "__adapters_client_scratch__"
 
 
@@ -178,7 +180,7 @@ def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, wit
 
 def _drop_layers(engine, config, state: dict, leave_out: list):
     """The config with ``leave_out`` added, and the state without those layers' weights."""
-    if config.family not in ("bottleneck", "lora"):
+    if not method_for_config(config).leave_out_on_load:
         raise InvalidAdapterConfig(f"leave_out after loading is not supported for {config.family}",
                                    field="leave_out")
     dropped = sorted(set(config.leave_out) | {int(i) for i in leave_out})

@@ -6,7 +6,7 @@ from typing import Optional
 
 from torch import nn
 
-from .architectures import get_spec
+from .architectures import find_spec, get_spec
 from .composition import Parallel, Stack
 from .context import ForwardContext
 from .model_mixin import ModelAdaptersMixin
@@ -19,16 +19,6 @@ except ImportError:  # pragma: no cover - only while heads/ does not exist yet
 
     class _HeadsBase:  # type: ignore[no-redef]
         """Stand-in while heads/ is missing: no heads, the base model output is returned."""
-
-# the adapters library's class names, written into adapter_config.json ("model_class")
-MODEL_CLASS_NAMES = {
-    "bert": "BertAdapterModel",
-    "roberta": "RobertaAdapterModel",
-    "xlm-roberta": "XLMRobertaAdapterModel",
-    "distilbert": "DistilBertAdapterModel",
-    "gpt2": "GPT2AdapterModel",
-}
-
 
 class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
     """A Hugging Face base model with adapters and flexible prediction heads.
@@ -52,7 +42,9 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
 
     @property
     def model_class_name(self) -> str:
-        return MODEL_CLASS_NAMES.get(self.config.model_type, type(self).__name__)
+        """The adapters library's class name (the architecture row's ``model_class``), for adapter_config.json."""
+        spec = find_spec(self.config.model_type)
+        return spec.model_class if spec is not None else type(self).__name__
 
     @property
     def device(self):

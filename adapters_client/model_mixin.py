@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from .composition import AdapterCompositionBlock, Fuse, parse_composition
-from .configs import load_config
+from .configs import is_adapter_key
 from .engine import AdapterEngine
 from .errors import InvalidAdapterConfig, InvalidComposition
 
@@ -178,7 +178,7 @@ class ModelAdaptersMixin:
         from .configs import method_name
 
         engine = self.adapter_engine
-        backbone = sum(p.numel() for n, p in self.base_model.named_parameters() if not _is_adapter_param(n))
+        backbone = sum(p.numel() for n, p in self.base_model.named_parameters() if not is_adapter_key(n))
         active = engine.active_setup.flatten() if engine.active_setup is not None else set()
         rows = []
         for name, config in engine.configs.items():
@@ -235,11 +235,6 @@ class ModelAdaptersMixin:
         from .formats import load_adapter_fusion
 
         return load_adapter_fusion(self, path, load_as=load_as, set_active=set_active, with_head=with_head)
-
-
-def _is_adapter_param(name: str) -> bool:
-    markers = (".adapters.", ".loras.", "prefix_tunings.", "prompt_tunings.", "adapter_fusion_layer.")
-    return any(marker in name for marker in markers)
 
 
 def _fusion_name(adapter_names) -> str:

@@ -6,17 +6,17 @@ import json
 from pathlib import Path
 
 from .composition import setup_from_dict, setup_to_dict
+from .configs.methods import is_adapter_key
 
 SETUP_FILE = "adapter_setup.json"
-_ADAPTER_MARKERS = (".adapters.", ".loras.", "prefix_tunings.", "prompt_tunings.", "adapter_fusion_layer.")
 
 
 def save_pretrained(model, save_directory, **kwargs) -> None:
     """Backbone via HF ``save_pretrained`` (without adapter weights), then one folder per adapter/fusion/head."""
     root = Path(save_directory)
     root.mkdir(parents=True, exist_ok=True)
-    base_state = {k: v for k, v in model.base_model.state_dict().items()
-                  if not any(m in k for m in _ADAPTER_MARKERS)}
+    # the registry's segments (the ones save_adapter/load_adapter use) tell adapter weights from the backbone
+    base_state = {k: v for k, v in model.base_model.state_dict().items() if not is_adapter_key(k)}
     model.base_model.save_pretrained(str(root), state_dict=base_state, **kwargs)
     engine = model.adapter_engine
     for name in engine.configs:

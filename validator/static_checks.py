@@ -190,7 +190,7 @@ def _expected_shapes(backbone, name: str, config, config_hash: str) -> tuple[dic
     Built on the backbone's meta-device twin, so a config implying huge tensors allocates nothing;
     remembered per backbone (the same configuration comes back often).
     """
-    from adapters_client.formats import _ADAPTER_SEGMENTS
+    from adapters_client.configs import ADAPTER_SEGMENTS
     from adapters_client.weights import expected_groups
 
     cache_key = (name, config_hash)
@@ -205,7 +205,7 @@ def _expected_shapes(backbone, name: str, config, config_hash: str) -> tuple[dic
     except (ValueError, TypeError) as exc:
         raise InvalidConfig(f"the config cannot be applied to this backbone: {exc}", key="config") from None
     try:
-        groups = expected_groups(engine, name, _ADAPTER_SEGMENTS)
+        groups = expected_groups(engine, name, ADAPTER_SEGMENTS)
     finally:
         engine.delete(name)
     expected, aliases = {}, {}

@@ -12,6 +12,10 @@ from .files import (
 )
 from .fusion import AdapterFusionConfig, DynamicAdapterFusionConfig, StaticAdapterFusionConfig
 from .lora import IA3Config, LoRAConfig
+from .methods import (
+    ADAPTER_SEGMENTS, FUSION_SEGMENT_NAMES, MethodSpec, get_method, is_adapter_key, method_for_config,
+    register_method, registered_methods, unregister_method,
+)
 from .parsing import (
     ADAPTER_CONFIGS, ALIASES, DEFAULT_ADAPTER_CONFIG, DEFAULT_FUSION_CONFIG, FUSION_CONFIGS, canonical_name,
     config_from_dict, load_config, load_fusion_config, method_name, parse_overrides,
@@ -22,13 +26,14 @@ from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
 AdapterConfig = MethodConfig
 
 __all__ = [
-    "ACTIVATIONS", "ADAPTER_CONFIGS", "ALIASES", "AdapterConfig", "AdapterFusionConfig", "BnConfig",
-    "CONFIG_FILE", "CompacterConfig", "CompacterPlusPlusConfig", "DEFAULT_ADAPTER_CONFIG",
+    "ACTIVATIONS", "ADAPTER_CONFIGS", "ADAPTER_SEGMENTS", "ALIASES", "AdapterConfig", "AdapterFusionConfig",
+    "BnConfig", "CONFIG_FILE", "CompacterConfig", "CompacterPlusPlusConfig", "DEFAULT_ADAPTER_CONFIG",
     "DEFAULT_FUSION_CONFIG", "DoubleSeqBnConfig", "DoubleSeqBnInvConfig", "DynamicAdapterFusionConfig",
-    "FORMAT_VERSION", "FUSION_CONFIGS", "FUSION_CONFIG_FILE", "FUSION_WEIGHTS_FILE", "HEAD_CONFIG_FILE",
-    "HEAD_WEIGHTS_FILE", "IA3Config", "LoRAConfig", "MethodConfig", "PICKLE_WEIGHTS_FILE", "ParBnConfig",
-    "PrefixTuningConfig", "PromptTuningConfig", "SeqBnConfig", "SeqBnInvConfig", "StaticAdapterFusionConfig",
-    "WEIGHTS_FILE", "build_adapter_config_json", "canonical_json", "canonical_name", "config_from_dict",
-    "config_hash", "load_config", "load_fusion_config", "method_name", "parse_overrides",
-    "read_adapter_config_json", "read_fusion_config_json",
+    "FORMAT_VERSION", "FUSION_CONFIGS", "FUSION_CONFIG_FILE", "FUSION_SEGMENT_NAMES", "FUSION_WEIGHTS_FILE",
+    "HEAD_CONFIG_FILE", "HEAD_WEIGHTS_FILE", "IA3Config", "LoRAConfig", "MethodConfig", "MethodSpec",
+    "PICKLE_WEIGHTS_FILE", "ParBnConfig", "PrefixTuningConfig", "PromptTuningConfig", "SeqBnConfig",
+    "SeqBnInvConfig", "StaticAdapterFusionConfig", "WEIGHTS_FILE", "build_adapter_config_json", "canonical_json",
+    "canonical_name", "config_from_dict", "config_hash", "get_method", "is_adapter_key", "load_config",
+    "load_fusion_config", "method_for_config", "method_name", "parse_overrides", "read_adapter_config_json",
+    "read_fusion_config_json", "register_method", "registered_methods", "unregister_method",
 ]

@@ -11,45 +11,19 @@ from typing import Any, Callable
 from ..errors import InvalidAdapterConfig
 from ..rules import METHOD_ALIASES, find_remote_code_key
 from .base import MethodConfig
-from .bottleneck import (
-    BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, DoubleSeqBnInvConfig, ParBnConfig,
-    SeqBnConfig, SeqBnInvConfig,
-)
 from .fusion import AdapterFusionConfig, DynamicAdapterFusionConfig, StaticAdapterFusionConfig
-from .lora import IA3Config, LoRAConfig
-from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
+from .methods import PRESETS, architecture_names, method_for_architecture, method_for_config
 
 DEFAULT_ADAPTER_CONFIG = "seq_bn"
 DEFAULT_FUSION_CONFIG = "dynamic"
 
-# name -> factory; aliases (the adapters library's deprecated names) live in adapters_client.rules.
-ADAPTER_CONFIGS: dict[str, Callable[[], MethodConfig]] = {
-    "seq_bn": SeqBnConfig,
-    "double_seq_bn": DoubleSeqBnConfig,
-    "par_bn": ParBnConfig,
-    "scaled_par_bn": lambda: ParBnConfig(scaling="learned"),
-    "seq_bn_inv": SeqBnInvConfig,
-    "double_seq_bn_inv": DoubleSeqBnInvConfig,
-    "compacter": CompacterConfig,
-    "compacter++": CompacterPlusPlusConfig,
-    "lora": LoRAConfig,
-    "ia3": IA3Config,
-    "prefix_tuning": PrefixTuningConfig,
-    "prefix_tuning_flat": lambda: PrefixTuningConfig(flat=True),
-    "prompt_tuning": PromptTuningConfig,
-}
+# preset name -> factory, read from the method registry (configs/methods.py); aliases (the adapters
+# library's deprecated names) live in adapters_client.rules.
+ADAPTER_CONFIGS: Mapping[str, Callable[[], MethodConfig]] = PRESETS
 ALIASES = METHOD_ALIASES
 FUSION_CONFIGS: dict[str, Callable[[], AdapterFusionConfig]] = {
     "dynamic": DynamicAdapterFusionConfig,
     "static": StaticAdapterFusionConfig,
-}
-# value of "architecture" in a config dict -> class (bottleneck configs carry no architecture key)
-_ARCHITECTURES = {
-    None: BnConfig,
-    "bottleneck": BnConfig,
-    "lora": LoRAConfig,
-    "prefix_tuning": PrefixTuningConfig,
-    "prompt_tuning": PromptTuningConfig,
 }
 _STRING_RE = re.compile(r"^\s*(?P<name>[^\[\]|\n]+?)\s*(?:\[(?P<kvs>.*)\])?\s*$", re.DOTALL)
 _BARE_WORD_RE = re.compile(r"^[A-Za-z_][\w.+\-]*$")
@@ -93,14 +67,14 @@ def config_from_dict(data: Mapping) -> MethodConfig:
         data.setdefault("inv_adapter", legacy.get("block_type"))
         data.setdefault("inv_adapter_reduction_factor", legacy.get("reduction_factor"))
     architecture = data.get("architecture")
-    if architecture not in _ARCHITECTURES:
+    method = method_for_architecture(architecture) if isinstance(architecture, (str, type(None))) else None
+    if method is None:
         raise InvalidAdapterConfig(
-            f"unsupported adapter architecture {architecture!r}; supported: bottleneck, lora, prefix_tuning, "
-            "prompt_tuning",
+            f"unsupported adapter architecture {architecture!r}; supported: {', '.join(architecture_names())}",
             field="architecture",
         )
-    cls = _ARCHITECTURES[architecture]
-    if cls is BnConfig:
+    cls = method.config_class
+    if "architecture" not in {f.name for f in dataclasses.fields(cls)}:
         data.pop("architecture", None)
     return _construct(cls, data)
 
@@ -212,10 +186,8 @@ def _split_top_level(text: str) -> list[str]:
 
 def method_name(config: MethodConfig) -> str:
     """The method's short name: seq_bn, double_seq_bn, par_bn, lora, ia3, prefix_tuning, prompt_tuning."""
-    if isinstance(config, BnConfig):
-        if config.is_parallel:
-            return "par_bn"
-        return "double_seq_bn" if config.mh_adapter and config.output_adapter else "seq_bn"
-    if isinstance(config, LoRAConfig):
-        return "ia3" if config.composition_mode == "scale" else "lora"
-    return config.family
+    try:
+        method = method_for_config(config)
+    except InvalidAdapterConfig:
+        return config.family
+    return method.short_name(config)

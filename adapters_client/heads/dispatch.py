@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 from transformers.utils import ModelOutput
 
+from ..architectures import find_spec
 from .errors import InvalidHead
 from .outputs import MultiHeadOutput
 
-# Decoder-only model types whose sequence representation is the last non-padding token.
-LAST_TOKEN_MODEL_TYPES = frozenset({"gpt2", "gptj", "gpt_neo", "gpt_neox", "llama", "mistral"})
+
+def reads_last_token(model_type) -> bool:
+    """True when sequence-level heads of ``model_type`` read the last non-padding token (the architecture
+    row's ``last_token_heads``: decoder-only models); False for unsupported model types."""
+    spec = find_spec(model_type)
+    return spec is not None and spec.last_token_heads
 
 
 # Keyword arguments of a model's forward that belong to the heads, not to the base model.

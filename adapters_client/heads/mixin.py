@@ -13,7 +13,7 @@ from transformers.utils import ModelOutput
 
 from . import io
 from .base import PredictionHead
-from .dispatch import LAST_TOKEN_MODEL_TYPES, last_token_output, run_split
+from .dispatch import last_token_output, reads_last_token, run_split
 from .errors import InvalidHead
 from .lm import CausalLMHead, MaskedLMHead
 from .outputs import MultiHeadOutput
@@ -77,7 +77,7 @@ class HeadsMixin:
         if head_type not in HEAD_CLASSES:
             return False
         model_type = getattr(self.config, "model_type", "")
-        return not (model_type in LAST_TOKEN_MODEL_TYPES and head_type in _ENCODER_ONLY_TYPES)
+        return not (reads_last_token(model_type) and head_type in _ENCODER_ONLY_TYPES)
 
     def build_head(self, head_type: str, name: str, **config) -> PredictionHead:
         """A new head of ``head_type`` (not yet added); ``config`` are the head class's arguments."""
@@ -303,7 +303,7 @@ class HeadsMixin:
                   **kwargs):
         head = self._get_head(name)
         uses_cls = "use_pooler" in head.config and not head.config["use_pooler"]
-        if cls_output is None and uses_cls and self.config.model_type in LAST_TOKEN_MODEL_TYPES:
+        if cls_output is None and uses_cls and reads_last_token(self.config.model_type):
             pad = getattr(self.config, "pad_token_id", None)
             cls_output = last_token_output(outputs[0], input_ids, pad)
         return head(outputs, cls_output=cls_output, attention_mask=attention_mask, labels=labels, **kwargs)

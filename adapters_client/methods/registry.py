@@ -1,21 +1,36 @@
-"""Model-level methods (prefix tuning, prompt tuning): one object per model and method."""
+"""The engine's side of the method registry (``configs/methods.py``): attaching a registered method to a model.
+
+A per-layer method (scope ``layer``) names an ``inject(engine)`` function returning its sites, one object per
+place it attaches at each layer; the engine calls it once per model. A model-level method (scope ``model``)
+names a factory ``factory(engine)`` whose object is created when the first adapter of that method is added.
+
+Sites: ``layer_idx``, ``path`` (for errors), an ``adapters`` ModuleDict, ``add(name, config) -> bool`` (True
+when the site holds a module for this adapter), ``remove(name)``, and a ``compose(setup, state, lvl)`` that
+the engine's hooks call (``methods/composable.py``). Model-level objects: ``add``, ``delete``,
+``modules_of``, ``before_forward``, ``before_save``, ``expected_sites``.
+"""
 
 from __future__ import annotations
 
-from ..configs import PrefixTuningConfig, PromptTuningConfig
+from ..configs.methods import MethodSpec, method_for_config
 from ..errors import InvalidAdapterConfig
 
 
-def extension_for(engine, config):
-    """The engine's object for ``config``'s method, created on first use."""
-    if isinstance(config, PrefixTuningConfig):
-        key = "prefix_tuning"
-        from .prefix_tuning import PrefixTuning as factory
-    elif isinstance(config, PromptTuningConfig):
-        key = "prompt_tuning"
-        from .prompt_tuning import PromptTuning as factory
-    else:
-        raise InvalidAdapterConfig(f"no model-level method for {type(config).__name__}", field="architecture")
-    if key not in engine.extensions:
-        engine.extensions[key] = factory(engine)
-    return engine.extensions[key]
+def sites_for(engine, method: MethodSpec) -> list:
+    """The sites of per-layer ``method`` in ``engine``, injected on first use."""
+    if method.scope != "layer":
+        raise InvalidAdapterConfig(f"{method.name} is not a per-layer method", field="architecture")
+    if method.name not in engine.layer_sites:
+        engine.layer_sites[method.name] = list(method.resolve_attach()(engine))
+    return engine.layer_sites[method.name]
+
+
+def extension_for(engine, method_or_config):
+    """The engine's object for a model-level method (or a config of one), created on first use."""
+    method = method_or_config if isinstance(method_or_config, MethodSpec) else method_for_config(method_or_config)
+    if method.scope != "model":
+        raise InvalidAdapterConfig(f"no model-level method for {method.config_class.__name__}",
+                                   field="architecture")
+    if method.name not in engine.extensions:
+        engine.extensions[method.name] = method.resolve_attach()(engine)
+    return engine.extensions[method.name]

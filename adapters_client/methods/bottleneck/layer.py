@@ -9,10 +9,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...architectures import BottleneckSite, get_path
-from ...composition import AdapterCompositionBlock, Average, BatchSplit, Fuse, Parallel, Split, Stack
+from ...composition import AdapterCompositionBlock, Average, Fuse, Split
 from ...context import ForwardContext
 from ...errors import HookNotRun, InvalidComposition
 from ...hooks import forward_parameters, note_expected, note_ran, target_missing
+from ..composable import ComposableLayer, last_name
+from .modules import BottleneckAdapter
 
 
 class BnState(NamedTuple):
@@ -32,8 +34,11 @@ def _hook_free_layer_norm(ln: nn.LayerNorm):
     return lambda x: F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
 
-class BottleneckLayer:
+class BottleneckLayer(ComposableLayer):
     """Holds the ``adapters`` / ``adapter_fusion_layer`` dicts of one site and applies them via hooks."""
+
+    # on post-LN hosts a Parallel batch can be replicated at this site, mid-layer (engine._replication_point)
+    replicates_mid_layer = True
 
     def __init__(self, engine, layer: nn.Module, layer_idx: int, site: BottleneckSite):
         self.engine = engine
@@ -54,6 +59,18 @@ class BottleneckLayer:
         self._ln = get_path(layer, site.layer_norm) if site.layer_norm else None
         self._fallback: dict = {}
         self._register_hooks(layer)
+
+    def add(self, name: str, config) -> bool:
+        """A bottleneck module for adapter ``name`` when ``config`` uses this position in this layer."""
+        if not config.get(self.location_key) or self.layer_idx in config.leave_out:
+            return False
+        hidden = self.engine.hidden_size
+        down = int(hidden // config.reduction_factor_for(self.layer_idx))
+        self.adapters[name] = BottleneckAdapter(name, hidden, down, config)
+        return True
+
+    def remove(self, name: str) -> None:
+        del self.adapters[name]
 
     def _check_targets(self, layer: nn.Module) -> None:
         """HookTargetMissing unless the hooked modules and the residual argument exist in this transformers."""
@@ -162,40 +179,50 @@ class BottleneckLayer:
             scratch["override"] = layer_norm(source + residual_input if residual_input is not None else source)
         return None
 
-    def compose(self, setup, state: BnState, lvl: int) -> BnState:
-        handler = {
-            Stack: self._stack, Fuse: self._fuse, Parallel: self._parallel, Average: self._average,
-            BatchSplit: self._batch_split, Split: self._split,
-        }.get(type(setup))
-        if handler is not None:
-            return handler(setup, state, lvl)
-        if setup in self.adapters:
-            return self._single(setup, state)
-        raise InvalidComposition(f"invalid adapter setup {setup!r}")
+    # --- composition (the blocks are dispatched by ComposableLayer) ---
+    def extra_handlers(self) -> dict:
+        return {Fuse: self._fuse, Split: self._split}
 
-    def _pre_block(self, setup, state: BnState) -> BnState:
+    def map_state(self, state: BnState, fn) -> BnState:
+        return _map_state(state, fn)
+
+    def batch_size(self, state: BnState) -> int:
+        return state.hidden.shape[0]
+
+    def compose_absent(self, name, state: BnState):
+        raise InvalidComposition(f"invalid adapter setup {name!r}")
+
+    def compose_other(self, block, state: BnState, lvl: int):
+        raise InvalidComposition(f"invalid adapter setup {block!r}")
+
+    def before_block(self, setup, state: BnState) -> BnState:
         name = setup.first() if isinstance(setup, AdapterCompositionBlock) else setup
         hidden, _, residual = self.adapters[name].pre_forward(state.hidden, state.input_tensor, state.layer_norm)
         return state._replace(hidden=hidden, residual=residual)
 
-    def _single(self, name: str, state: BnState) -> BnState:
+    before_adapter = before_block
+
+    def compose_single(self, name: str, state: BnState) -> BnState:
         output, _, up, gate = self.adapters[name](state.hidden, state.residual)
         if gate is not None:
             self.engine.record_gate(name, self.layer_idx, self.location_key, gate)
         return state._replace(hidden=output, up=up, last=name)
 
-    def _child(self, child, state: BnState, lvl: int, pre: bool = False) -> Optional[BnState]:
-        if isinstance(child, AdapterCompositionBlock):
-            return self.compose(child, state, lvl + 1)
-        if child in self.adapters:
-            return self._single(child, self._pre_block(child, state) if pre else state)
-        return None
+    def join_parallel(self, state: BnState, parts: list) -> BnState:
+        hidden = torch.cat([o.hidden for o in parts], dim=0)
+        up = None if parts[0].up is None else torch.cat([o.up for o in parts], dim=0)
+        # children leave input_tensor as it was; residual is recomputed by whatever follows a Parallel
+        return state._replace(hidden=hidden, up=up, last=last_name(parts))
 
-    def _stack(self, block: Stack, state: BnState, lvl: int) -> BnState:
-        for child in block:
-            result = self._child(child, state, lvl, pre=True)
-            state = result if result is not None else state
-        return state
+    def join_batch_split(self, state: BnState, parts: list) -> BnState:
+        return _concat(parts, dim=0)
+
+    def join_average(self, block: Average, state: BnState, parts: list) -> BnState:
+        children = [p for p in parts if p is not None]
+        if not children:
+            return state
+        hidden = self.weighted_mean(block, [c.hidden for c in children], like=state.hidden)
+        return state._replace(hidden=hidden, up=children[0].up, last=children[-1].last)
 
     def _fuse(self, block: Fuse, state: BnState, lvl: int) -> BnState:
         if block.name not in self.fusion_layers:
@@ -206,7 +233,7 @@ class BottleneckLayer:
             state.hidden, state.input_tensor, state.layer_norm, query_before_ln=config.query_before_ln
         )
         state = state._replace(hidden=hidden, residual=residual)
-        children = [s for s in (self._child(c, state, lvl) for c in block) if s is not None]
+        children = [s for s in (self.compose_child(c, state, lvl) for c in block) if s is not None]
         if not children:
             return state
         ups = torch.stack([c.up for c in children]).permute(1, 2, 0, 3)
@@ -214,53 +241,14 @@ class BottleneckLayer:
         self.engine.record_fusion_attention(block.name, self.layer_idx, self.location_key, probs)
         return state._replace(hidden=output, last=last)
 
-    def _parallel(self, block: Parallel, state: BnState, lvl: int) -> BnState:
-        channels = len(block)
-        forward = ForwardContext.current()
-        batch = state.hidden.shape[0]
-        original = forward.original_batch_size if forward is not None else None
-        if original is None or batch == original:  # the model did not replicate the batch: do it here
-            state = _map_state(state, lambda t: t.repeat(channels, *([1] * (t.dim() - 1))))
-            original = batch
-        if state.hidden.shape[0] != original * channels:
-            raise InvalidComposition("the batch size must be divisible by the number of Parallel branches")
-        state = self._pre_block(block, state)
-        outputs = []
-        for i, child in enumerate(block):
-            part = _map_state(state, lambda t: t[i * original:(i + 1) * original])
-            outputs.append(self._child(child, part, lvl) or part)
-        hidden = torch.cat([o.hidden for o in outputs], dim=0)
-        up = None if outputs[0].up is None else torch.cat([o.up for o in outputs], dim=0)
-        # children leave input_tensor as it was; residual is recomputed by whatever follows a Parallel
-        return state._replace(hidden=hidden, up=up, last=next((o.last for o in reversed(outputs) if o.last), None))
-
-    def _average(self, block: Average, state: BnState, lvl: int) -> BnState:
-        state = self._pre_block(block, state)
-        children = [s for s in (self._child(c, state, lvl) for c in block) if s is not None]
-        weights = torch.tensor(block.weights[: len(children)], dtype=state.hidden.dtype, device=state.hidden.device)
-        stacked = torch.stack([c.hidden for c in children]) * weights[:, None, None, None]
-        return state._replace(hidden=stacked.mean(dim=0), up=children[0].up, last=children[-1].last)
-
-    def _batch_split(self, block: BatchSplit, state: BnState, lvl: int) -> BnState:
-        if sum(block.batch_sizes) != state.hidden.shape[0]:
-            raise InvalidComposition(
-                f"batch size {state.hidden.shape[0]} does not match BatchSplit sizes {block.batch_sizes}")
-        state = self._pre_block(block, state)
-        outputs, start = [], 0
-        for size, child in zip(block.batch_sizes, block):
-            part = _map_state(state, lambda t: t[start:start + size])
-            outputs.append(self._child(child, part, lvl) or part)
-            start += size
-        return _concat(outputs, dim=0)
-
     def _split(self, block: Split, state: BnState, lvl: int) -> BnState:
         if sum(block.splits) != state.hidden.shape[1]:
             raise InvalidComposition(f"sequence length {state.hidden.shape[1]} does not match splits {block.splits}")
-        state = self._pre_block(block, state)
+        state = self.before_block(block, state)
         outputs, start = [], 0
         for size, child in zip(block.splits, block):
             part = _map_state(state, lambda t: t[:, start:start + size])
-            result = self._child(child, part, lvl)
+            result = self.compose_child(child, part, lvl)
             if result is not None:
                 outputs.append(result)
             start += size
@@ -285,5 +273,5 @@ def _concat(states: list, dim: int) -> BnState:
 
     return BnState(
         cat([s.hidden for s in states]), cat([s.input_tensor for s in states]), cat([s.residual for s in states]),
-        states[0].layer_norm, cat([s.up for s in states]), next((s.last for s in reversed(states) if s.last), None),
+        states[0].layer_norm, cat([s.up for s in states]), last_name(states),
     )

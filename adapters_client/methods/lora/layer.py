@@ -7,10 +7,9 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from ...composition import AdapterCompositionBlock, Average, BatchSplit, Parallel, Stack
-from ...context import ForwardContext
 from ...errors import InvalidComposition
 from ...hooks import note_ran, target_missing
+from ..composable import ComposableLayer, last_name
 from .modules import make_lora
 
 
@@ -29,7 +28,7 @@ def _features(module: nn.Module) -> tuple[int, int, bool]:
     return weight.shape[0], weight.shape[1], True
 
 
-class LoRALayer:
+class LoRALayer(ComposableLayer):
     """The LoRA modules of one projection (location: selfattn/intermediate/output; attn_key: q/k/v)."""
 
     def __init__(self, engine, module: nn.Module, layer_idx: int, location: str, attn_key: Optional[str] = None,
@@ -61,6 +60,11 @@ class LoRALayer:
         lora.to(self.module.weight.device)
         self.adapters[name] = lora
         return True
+
+    def remove(self, name: str) -> None:
+        if self.merged == name:
+            self.reset()
+        del self.adapters[name]
 
     # --- merging ---
     def _delta(self, lora) -> torch.Tensor:
@@ -107,55 +111,33 @@ class LoRALayer:
             return None
         return self.adapters[state.last].combine(state.layer_output, state.hidden)
 
-    def compose(self, setup, state: LoRAState, lvl: int) -> LoRAState:
-        handler = {Stack: self._stack, Parallel: self._parallel, Average: self._average,
-                   BatchSplit: self._batch_split}.get(type(setup))
-        if handler is not None:
-            return handler(setup, state, lvl)
-        if isinstance(setup, AdapterCompositionBlock):
-            if set(self.adapters.keys()).isdisjoint(setup.flatten()):
-                return state
-            raise InvalidComposition(f"{type(setup).__name__} is not supported by LoRA")
-        if setup in self.adapters:
-            return state._replace(hidden=self.adapters[setup](state.hidden, state.layer_input), last=setup)
-        return state
+    # --- composition (the blocks are dispatched by ComposableLayer) ---
+    def map_state(self, state: LoRAState, fn) -> LoRAState:
+        return _map(state, fn)
 
-    def _stack(self, block, state, lvl):
-        for child in block:
-            state = self.compose(child, state, lvl + 1)
-        return state
+    def batch_size(self, state: LoRAState) -> int:
+        return state.layer_input.shape[0]
 
-    def _parallel(self, block, state, lvl):
-        channels = len(block)
-        forward = ForwardContext.current()
-        original = forward.original_batch_size if forward is not None else None
-        batch = state.layer_input.shape[0]
-        if original is None or batch == original:
-            state = _map(state, lambda t: t.repeat(channels, *([1] * (t.dim() - 1))))
-            original = batch
-        parts = [self.compose(child, _map(state, lambda t: t[i * original:(i + 1) * original]), lvl + 1)
-                 for i, child in enumerate(block)]
+    def compose_other(self, block, state: LoRAState, lvl: int) -> LoRAState:
+        if set(self.adapters.keys()).isdisjoint(block.flatten()):
+            return state
+        raise InvalidComposition(f"{type(block).__name__} is not supported by LoRA")
+
+    def compose_single(self, name: str, state: LoRAState) -> LoRAState:
+        return state._replace(hidden=self.adapters[name](state.hidden, state.layer_input), last=name)
+
+    def join_parallel(self, state: LoRAState, parts: list) -> LoRAState:
         return _concat(parts, self.adapters)
 
-    def _average(self, block, state, lvl):
-        parts = [self.compose(child, state, lvl + 1) for child in block]
+    join_batch_split = join_parallel
+
+    def join_average(self, block, state: LoRAState, parts: list) -> LoRAState:
+        parts = [p if p is not None else state for p in parts]
         parts = [p for p in parts if p.hidden is not None]
         if not parts:
             return state
-        weights = torch.tensor(block.weights[: len(parts)], dtype=state.layer_output.dtype,
-                               device=state.layer_output.device)
-        stacked = torch.stack([p.hidden for p in parts]) * weights.view(-1, *([1] * parts[0].hidden.dim()))
-        return state._replace(hidden=stacked.mean(dim=0), last=parts[-1].last)
-
-    def _batch_split(self, block, state, lvl):
-        if sum(block.batch_sizes) != state.layer_input.shape[0]:
-            raise InvalidComposition(
-                f"batch size {state.layer_input.shape[0]} does not match BatchSplit sizes {block.batch_sizes}")
-        parts, start = [], 0
-        for size, child in zip(block.batch_sizes, block):
-            parts.append(self.compose(child, _map(state, lambda t: t[start:start + size]), lvl + 1))
-            start += size
-        return _concat(parts, self.adapters)
+        hidden = self.weighted_mean(block, [p.hidden for p in parts], like=state.layer_output)
+        return state._replace(hidden=hidden, last=parts[-1].last)
 
 
 def _map(state: LoRAState, fn) -> LoRAState:
@@ -164,7 +146,7 @@ def _map(state: LoRAState, fn) -> LoRAState:
 
 
 def _concat(states: list, adapters) -> LoRAState:
-    last = next((s.last for s in reversed(states) if s.last), None)
+    last = last_name(states)
     if last is None:
         return LoRAState(torch.cat([s.layer_input for s in states]), None,
                          torch.cat([s.layer_output for s in states]), None)

@@ -12,16 +12,13 @@ import inspect
 import torch
 from torch import nn
 
-from ...architectures import get_path
+from ...architectures import get_path, supporting
 from ...composition import AdapterCompositionBlock, Stack
 from ...context import ForwardContext
 from ...errors import InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran, pick_parameter
 from .modules import PrefixFlat, PrefixMLP
 from .projections import ProjectionRoute
-
-_SUPPORTED = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2")
-
 
 # The cache argument of HF attention modules: ``cache`` from transformers 5.24 (``past_key_values`` stays
 # only as a deprecation shim that drops it when both arrive), ``past_key_values`` / ``past_key_value`` before.
@@ -48,15 +45,15 @@ class _PrefixCache:
 class PrefixTuning:
     """Engine extension holding ``<base>.prefix_tuning.prefix_tunings.<name>.<location>``.
 
-    The location key and the route into attention come from the architecture table (``spec.extra``):
-    ``prefix_location`` (default ``self_prefix``) and ``prefix_route`` (``cache`` or ``projections``).
+    The location key and the route into attention come from the architecture's row: ``prefix_location``
+    and ``prefix_route`` (``cache`` or ``projections``; None: prefix tuning is refused).
     """
 
     def __init__(self, engine):
         spec = engine.spec
-        if spec.model_type not in _SUPPORTED:
+        if spec.prefix_route is None:
             raise InvalidAdapterConfig(f"prefix tuning is not supported for {spec.model_type} yet; "
-                                       f"supported: {', '.join(_SUPPORTED)}", field="architecture")
+                                       f"supported: {', '.join(supporting('prefix_route'))}", field="architecture")
         self.engine = engine
         pool = nn.Module()
         pool.add_module("prefix_tunings", nn.ModuleDict())
@@ -66,9 +63,9 @@ class PrefixTuning:
         config = engine.model_config
         self.n_heads = config.num_attention_heads
         self.head_dim = engine.hidden_size // self.n_heads
-        self.location = spec.extra.get("prefix_location", "self_prefix")
+        self.location = spec.prefix_location
         self.paths: dict = {}  # layer index -> path of its attention module (error messages)
-        by_projections = spec.extra.get("prefix_route", "cache") == "projections"
+        by_projections = spec.prefix_route == "projections"
         for idx, layer in enumerate(get_path(engine.base_model, spec.layers, spec.model_type)):
             self.paths[idx] = f"{spec.layers}.{idx}.{spec.self_attention}"
             if by_projections:
@@ -79,6 +76,9 @@ class PrefixTuning:
 
     # --- adapters ---
     def add(self, name: str, config) -> None:
+        if config.use_gating:  # the library's gates (its "prefix_gates" weights) are not implemented yet
+            raise InvalidAdapterConfig("gated prefix tuning (use_gating=True) is not supported yet",
+                                       field="use_gating")
         layers = [i for i in range(self.engine.num_layers) if i not in config.leave_out]
         cls = PrefixFlat if config.flat else PrefixMLP
         module = cls(len(layers), self.n_heads, self.head_dim, self.engine.hidden_size, config)

@@ -10,10 +10,6 @@ from ...context import ForwardContext
 from ...errors import InvalidAdapterConfig
 from ...hooks import note_ran
 
-_SUPPORTED = {"bert": "embeddings", "roberta": "embeddings", "xlm-roberta": "embeddings",
-              "distilbert": "embeddings"}
-
-
 class SoftPrompt(nn.Module):
     """``prompt_embedding``: (prompt_length, hidden) as in the adapters library."""
 
@@ -41,14 +37,14 @@ class PromptTuning:
 
     def __init__(self, engine):
         spec = engine.spec
-        if spec.model_type not in _SUPPORTED:
+        if spec.prompt_embeddings is None:
             raise InvalidAdapterConfig(f"prompt tuning is not supported for {spec.model_type}", field="architecture")
         self.engine = engine
         pool = nn.Module()
         pool.add_module("prompt_tunings", nn.ModuleDict())
         engine.base_model.add_module("prompt_tuning", pool)
         self.prompts: nn.ModuleDict = pool.prompt_tunings
-        self.embeddings_path = _SUPPORTED[spec.model_type]
+        self.embeddings_path = spec.prompt_embeddings
         get_path(engine.base_model, self.embeddings_path, spec.model_type).register_forward_hook(self._on_embeddings)
         for layer in get_path(engine.base_model, spec.layers, spec.model_type):
             layer.register_forward_pre_hook(_fix_layer_mask, with_kwargs=True)
