@@ -376,23 +376,50 @@ def check_skipped() -> None:
         raise AssertionError(f"the library accepts {method} on {arch} now ({why}); add the case")
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    import argparse
+    from fnmatch import fnmatch
+
+    parser = argparse.ArgumentParser(prog="python -m tests.client.golden.make_golden")
+    parser.add_argument("--only", nargs="+", metavar="GLOB",
+                        help="regenerate only the cases whose family/name matches (e.g. 'methods/*-compacter'), "
+                             "leaving every other case as it is; default: rewrite every case")
+    args = parser.parse_args(argv)
     os.chdir(ROOT)
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     logging.getLogger("adapters").setLevel(logging.ERROR)  # "adapters available but none activated" (on purpose)
-    shutil.rmtree(CASES_DIR, ignore_errors=True)
+    if not args.only:
+        shutil.rmtree(CASES_DIR, ignore_errors=True)
     head_types = {}
     for arch in ARCHS:
-        backbone_model(arch).save_pretrained(str(BACKBONES_DIR / arch), safe_serialization=True)
-        head_types[arch] = set(type(adapters.AutoAdapterModel.from_pretrained(backbone_path(arch))).head_types)
+        head_types[arch] = set(type(adapters.AutoAdapterModel.from_pretrained(backbone_model_or_path(arch))).head_types)
     check_skipped()
     specs = backbone_specs() + method_specs() + head_specs(head_types) + composition_specs()
+    if args.only:
+        specs = [spec for spec in specs if any(fnmatch(f"{spec.family}/{spec.name}", g) for g in args.only)]
+        if not specs:
+            parser.error(f"no case matches {args.only}")
     for spec in specs:
+        if args.only:
+            shutil.rmtree(spec.folder, ignore_errors=True)
         generate(spec)
         print(f"{spec.family}/{spec.name}", flush=True)
     size = sum(p.stat().st_size for p in CASES_DIR.rglob("*") if p.is_file())
-    print(f"{len(specs) * len(ATTENTION)} cases, {size / 1e6:.2f} MB under {CASES_DIR.relative_to(ROOT)}")
+    print(f"{len(specs) * len(ATTENTION)} cases written; {size / 1e6:.2f} MB under {CASES_DIR.relative_to(ROOT)}")
+
+
+def backbone_model_or_path(arch: str) -> str:
+    """The saved backbone of ``arch`` (written on first use; deterministic, so concurrent writers agree)."""
+    if not (BACKBONES_DIR / arch / "model.safetensors").is_file():
+        BACKBONES_DIR.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{arch}-", dir=BACKBONES_DIR))
+        backbone_model(arch).save_pretrained(str(staging), safe_serialization=True)
+        try:
+            os.replace(staging, BACKBONES_DIR / arch)
+        except OSError:  # another generator wrote it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return backbone_path(arch)
 
 
 if __name__ == "__main__":
