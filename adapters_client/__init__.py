@@ -45,9 +45,9 @@ _LAZY.update({
     "Split": "adapters_client.composition",
     "AdapterSetup": "adapters_client.context",
     "load": "adapters_client.api",
-    "resolve": "adapters_client.api",
-    "download": "adapters_client.api",
-    "push": "adapters_client.api",
+    "resolve": "adapters_client.hub",
+    "download": "adapters_client.hub",
+    "push": "adapters_client.hub",
     "pipeline": "adapters_client.pipelines",
     "TextClassificationPipeline": "adapters_client.pipelines",
 })

@@ -18,6 +18,7 @@ from .configs import (
     PICKLE_WEIGHTS_FILE, WEIGHTS_FILE, build_adapter_config_json, method_for_config, read_adapter_config_json,
     read_fusion_config_json,
 )
+from . import hub as hub_module  # torch-free: resolve/download/push (no import cycle)
 from .engine import check_model_compatible
 from .errors import (
     AdapterNameNotFound, AdapterNotFound, HubError, IncompatibleAdapter, InvalidAdapterConfig, OfflineCacheMiss,
@@ -118,13 +119,12 @@ def resolve_adapter_folder(adapter_name_or_path, model_name: Optional[str] = Non
 
 def _from_hub(identifier: str, model_name: Optional[str], **kwargs) -> Path:
     """adapter hub (the model's own name is a backbone filter only when it is a public name)"""
-    from .api import download
     from .publish import is_local_path
 
     allowed = {k: v for k, v in kwargs.items() if k in ("config", "version", "cache_dir", "hub")}
     if is_local_path(model_name):
         model_name = None
-    return Path(download(identifier, model_name=model_name, **allowed))
+    return Path(hub_module.download(identifier, model_name=model_name, **allowed))
 
 
 def _from_hf(repo_id: str, model_name: Optional[str], **kwargs) -> Path:

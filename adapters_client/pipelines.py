@@ -134,7 +134,7 @@ def pipeline(identifier_or_model, *, tokenizer=None, device=None, batch_size: in
         name = tokenizer or source
         if not name:
             raise TokenizerUnavailable("the model does not record its backbone's name: pass tokenizer=")
-        from .api import backbone_location
+        from .hub import backbone_location
 
         tokenizer = load_tokenizer(backbone_location(name))
     return TextClassificationPipeline(model, tokenizer, device=device, batch_size=batch_size, max_length=max_length,

@@ -26,7 +26,7 @@ def _filters(args) -> dict:
 
 
 def cmd_resolve(args) -> int:
-    from ..api import resolve
+    from ..hub import resolve
 
     info = resolve(args.identifier, hub=_hub(args), cache_dir=args.cache_dir, **_filters(args))
     emit(info, args.json, describe_resolution(info))
@@ -34,7 +34,7 @@ def cmd_resolve(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from ..api import fetch
+    from ..hub import fetch
 
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     resolution, folder = fetch(args.identifier, hub=_hub(args), cache_dir=args.cache_dir, progress=progress,
@@ -44,7 +44,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from ..api import push
+    from ..hub import push
 
     progress = None if not (args.no_progress or args.json) else False
     answer = push(args.folder, args.identifier, version=args.version, token=args.token, model_name=args.model_name,

@@ -13,7 +13,7 @@ import adapters_client
 from adapters_client import (
     AdapterNotFound, AmbiguousIdentifier, ChecksumMismatch, HubError, InvalidAdapterConfig, OfflineCacheMiss,
 )
-from adapters_client.api import CacheFallbackWarning
+from adapters_client.hub import CacheFallbackWarning
 from adapters_client.cli import main
 from adapters_client.errors import AdapterNameNotFound
 from adapters_client.hub_api import HubClient

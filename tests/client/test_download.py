@@ -157,8 +157,18 @@ def test_entry_points_are_functions_even_after_submodules_are_imported():
     import adapters_client.cache  # noqa: F401
     import adapters_client.hub_api  # noqa: F401
 
-    for name in ("resolve", "download", "load", "push"):
-        assert getattr(adapters_client, name).__module__ == "adapters_client.api"
+    for name in ("resolve", "download", "push"):
+        assert getattr(adapters_client, name).__module__ == "adapters_client.hub"
+    assert adapters_client.load.__module__ == "adapters_client.api"
+
+
+def test_the_hub_entry_points_import_neither_torch_nor_the_engine():
+    code = ("import sys, adapters_client.hub, adapters_client.cli.commands; "
+            "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'transformers', "
+            "'adapters_client.engine', 'adapters_client.formats', 'adapters_client.model'))); print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_direct_urls_skip_the_hub_and_carry_no_hub_credentials(hub, cache):

@@ -188,7 +188,7 @@ def test_hugging_face_repo_id_uses_snapshot_download(saved, monkeypatch):
 
 
 def test_hub_identifier_uses_the_hub_download(saved, monkeypatch):
-    import adapters_client.api
+    import adapters_client.hub
 
     _, folder = saved
     calls = []
@@ -197,20 +197,20 @@ def test_hub_identifier_uses_the_hub_download(saved, monkeypatch):
         calls.append((identifier, kwargs.get("version")))
         return folder
 
-    monkeypatch.setattr(adapters_client.api, "download", fake_download)
+    monkeypatch.setattr(adapters_client.hub, "download", fake_download)
     model = tiny_model()
     assert model.load_adapter("sentiment/sst-2@ukp", version="2", load_as="s") == "s"
     assert calls == [("sentiment/sst-2@ukp", "2")]
 
 
 def test_hub_identifier_errors_keep_their_type_and_unknown_names_are_refused(monkeypatch):
-    import adapters_client.api
+    import adapters_client.hub
     import huggingface_hub
 
     def fail(*args, **kwargs):
         raise OSError("offline")
 
-    monkeypatch.setattr(adapters_client.api, "download", fail)
+    monkeypatch.setattr(adapters_client.hub, "download", fail)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
     with pytest.raises(OSError, match="offline") as info:  # '@' identifiers go to the hub only, errors unchanged
         tiny_model().load_adapter("sentiment/sst-2@ukp")
