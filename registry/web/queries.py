@@ -10,7 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, QuerySet, Subquery, Window
+from django.db.models import (
+    Case, CharField, Count, Exists, F, OuterRef, Prefetch, QuerySet, Subquery, Value, When, Window,
+)
 from django.db.models.functions import RowNumber
 
 from ..choices import Role, VersionStatus
@@ -23,9 +25,9 @@ EXPLORE_PER_SUBTASK = 5
 # Facet name -> the fields counted together (a subtask is a (task, subtask) pair).
 FACET_FIELDS = {
     "task": ("task__slug",), "subtask": ("task__slug", "subtask__slug"), "model_name": ("model_name",),
-    "method": ("method",), "org": ("organisation__slug",), "license": ("license",),
+    "method": ("method",), "org": ("organisation__slug",), "license": ("license",), "status": ("status_key",),
 }
-_COLUMNS = ("task__slug", "subtask__slug", "model_name", "method", "organisation__slug", "license")
+_COLUMNS = ("task__slug", "subtask__slug", "model_name", "method", "organisation__slug", "license", "status_key")
 FACET_LIMIT = 20
 # Bytes per parameter when a report does not state the count (weights are float32 by default).
 BYTES_PER_PARAMETER = 4
@@ -93,7 +95,8 @@ def search_page(user, query: WebSearch) -> tuple[QuerySet, dict]:
 
     The status of an adapter's current version is filtered and counted here with EXISTS on its
     resolvable versions (an adapter has a valid current version exactly when it has one), which
-    stays fast on large catalogues, instead of grouping by the current-version annotation."""
+    stays fast on large catalogues, instead of grouping by the current-version annotation; it is
+    one more column of the facets' single GROUPING SETS query."""
     visible = visible_adapters(user)
     if query.license:
         visible = visible.filter(license=query.license)
@@ -102,21 +105,24 @@ def search_page(user, query: WebSearch) -> tuple[QuerySet, dict]:
     params = replace(query.params, status="")
     ordered, filtered = search.search_adapters(visible, params)
     base = Adapter.objects.filter(pk__in=filtered.order_by().values("pk"))
-    found = _facets(base)
-    found["status"] = _status_facet(base)
-    return ordered, found
+    return ordered, _facets(base)
 
 
 def _facets(base: QuerySet) -> dict[str, list[dict]]:
     """Counts per facet value over the matching adapters in one query, so the text search runs
     once: GROUPING SETS on Postgres, counted in Python on the embedded SQLite database."""
-    rows = base.order_by().values_list(*_COLUMNS)
+    rows = facet_rows(base)
     counted = _grouping_sets(rows) if connection.vendor == "postgresql" else _count_in_python(rows)
     out = {"total": sum(counted["task"].values())}  # every adapter has exactly one task
     for name, counter in counted.items():
         top = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:FACET_LIMIT]
         out[name] = [{"value": "/".join(parts), "count": n, "parts": list(parts)} for parts, n in top]
     return out
+
+
+def facet_rows(base: QuerySet) -> QuerySet:
+    """One row of facet columns per adapter (the current version's status included)."""
+    return base.order_by().annotate(status_key=_status_key()).values_list(*_COLUMNS)
 
 
 def _count_in_python(rows: QuerySet) -> dict[str, Counter]:
@@ -167,19 +173,11 @@ def _with_status(qs: QuerySet, status: str) -> QuerySet:
     return qs.exclude(_has_resolvable()).annotate(newest_status=_newest_status()).filter(newest_status=status)
 
 
-def _status_facet(base: QuerySet) -> list[dict]:
-    """Counts per status of the current version: valid ones by EXISTS, the rest by their newest version."""
-    counts: dict[str, int] = {}
-    valid = base.filter(_has_resolvable()).count()
-    if valid:
-        counts[VersionStatus.VALID] = valid
-    others = (base.exclude(_has_resolvable()).annotate(newest_status=_newest_status()).order_by()
-              .values("newest_status").annotate(count=Count("pk")))
-    for row in others:
-        key = row["newest_status"] or ""
-        counts[key] = counts.get(key, 0) + row["count"]
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [{"value": value, "count": count, "parts": [value]} for value, count in ordered]
+def _status_key():
+    """The status of an adapter's current version, per row: ``valid`` when it has a resolvable version
+    (EXISTS), else the status of its newest version (evaluated only for those rows)."""
+    return Case(When(_has_resolvable(), then=Value(VersionStatus.VALID)), default=_newest_status(),
+                output_field=CharField())
 
 
 def visible_adapter(user, pk: int) -> Adapter | None:

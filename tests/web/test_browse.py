@@ -144,11 +144,12 @@ def test_facet_counts_agree_between_the_sql_and_the_python_paths(catalogue):
     from registry.models import Adapter as Model
     from registry.web import queries
 
-    rows = Model.objects.filter(visibility="public").order_by().values_list(*queries._COLUMNS)
+    rows = queries.facet_rows(Model.objects.filter(visibility="public"))
     in_sql = queries._grouping_sets(rows)
     in_python = queries._count_in_python(rows)
     assert in_sql == in_python
     assert in_python["subtask"][("sentiment", "rotten-tomatoes")] == 5 and in_python["org"][("ukp",)] == 4
+    assert sum(in_python["status"].values()) == sum(in_python["task"].values()) and in_python["status"][("valid",)]
 
 
 def test_status_facet_counts_the_current_version_and_filters(client, catalogue):
