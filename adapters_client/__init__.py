@@ -30,7 +30,8 @@ __version__ = "0.1.0"
 _CONFIGS = (
     "AdapterConfig", "SeqBnConfig", "DoubleSeqBnConfig", "ParBnConfig", "LoRAConfig", "IA3Config",
     "PrefixTuningConfig", "PromptTuningConfig", "AdapterFusionConfig", "DynamicAdapterFusionConfig",
-    "StaticAdapterFusionConfig", "SeqBnInvConfig", "DoubleSeqBnInvConfig",
+    "StaticAdapterFusionConfig", "SeqBnInvConfig", "DoubleSeqBnInvConfig", "CompacterConfig",
+    "CompacterPlusPlusConfig", "DoRAConfig", "VeraConfig", "DvoRAConfig",
 )
 
 _LAZY = {name: "adapters_client.configs" for name in _CONFIGS}

@@ -6,7 +6,7 @@ Paths are dotted attribute paths; layer-relative paths start at one transformer 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from .errors import IncompatibleAdapter
@@ -33,7 +33,7 @@ class BottleneckSite:
     layer_norm: Optional[str]  # post-LN models: LN applied to (hidden + residual); None: the host adds residual
 
 
-PREFIX_ROUTES = ("cache", "projections")
+PREFIX_ROUTES = ("cache", "projections", "disentangled")
 
 
 @dataclass(frozen=True)
@@ -55,21 +55,38 @@ class ArchSpec:
     # prompt tuning: path from the base model to the module whose output the soft prompt joins (None: refused)
     prompt_embeddings: Optional[str] = "embeddings"
     # prefix tuning: how the prefix reaches attention, "cache" (the attention's key/value cache argument) or
-    # "projections" (through the key/value projections, methods/prefix_tuning/projections.py); None: refused
+    # "projections" (through the key/value projections, methods/prefix_tuning/projections.py), "disentangled"
+    # (DeBERTa-v2: prefix keys/values appended to the projections' outputs, relative-position bias computed
+    # without them, methods/prefix_tuning/disentangled.py); None: refused
     prefix_route: Optional[str] = "cache"
     prefix_location: str = "self_prefix"  # key of the prefix module in the library's weights
+    # config attribute with the number of key/value heads the prefix has (grouped-query attention:
+    # ``num_key_value_heads``, as the library does); None: ``num_attention_heads``. The head width stays
+    # hidden size / num_attention_heads.
+    prefix_heads_attr: Optional[str] = None
     hidden_size_attr: str = "hidden_size"
     merged_qkv: Optional[str] = None  # fused q/k/v projection (GPT-2's c_attn)
     causal: bool = False  # decoder-only: attention is causal
     # sequence-level heads read the last non-padding token instead of the first token (decoder-only models)
     last_token_heads: bool = False
+    # config attribute with the width of the prompt-embeddings module's output (the soft prompt's width), when it
+    # is not the hidden size (ELECTRA: ``embedding_size``, projected to the hidden size after the embeddings)
+    prompt_size_attr: Optional[str] = None
+    # argument of the prompt-embeddings module that receives the attention mask (DeBERTa-v2: ``mask``, which it
+    # multiplies into its output): prompt tuning gives that module the mask without the prompt columns
+    prompt_mask_argument: Optional[str] = None
+    # head types the library's *AdapterModel does not offer for this architecture beyond what ``last_token_heads``
+    # implies (DeBERTa-v2: no causal LM head); ``heads.dispatch.refuses_head`` reads it
+    refused_heads: tuple = ()
+    # path from the base model to the module whose output is the embedding output (invertible adapters run on it)
+    embedding_output: str = "embeddings"
 
     def __post_init__(self) -> None:
         if self.prefix_route is not None and self.prefix_route not in PREFIX_ROUTES:
             raise ValueError(f"{self.model_type}: prefix_route must be one of {PREFIX_ROUTES} or None")
 
 
-def _bert_like(model_type: str, prefix: str, model_class: str) -> ArchSpec:
+def _bert_like(model_type: str, prefix: str, model_class: str, **extra) -> ArchSpec:
     def site(key: str, host: str) -> BottleneckSite:
         return BottleneckSite(
             location_key=key,
@@ -90,6 +107,7 @@ def _bert_like(model_type: str, prefix: str, model_class: str) -> ArchSpec:
         lora_intermediate="intermediate.dense",
         lora_output="output.dense",
         self_attention="attention.self",
+        **extra,
     )
 
 
@@ -130,8 +148,40 @@ _GPT2 = ArchSpec(
     lora_output="mlp.c_proj",
     self_attention="attn",
     prompt_embeddings=None,  # the adapters library does not support prompt tuning on GPT-2 either
+    embedding_output="drop",  # token + position embeddings after dropout (where the library hooks)
     hidden_size_attr="n_embd",
     merged_qkv="attn.c_attn",
+    causal=True,
+    last_token_heads=True,
+)
+
+# DeBERTa-v2 (and v3): BERT's sub-layer layout, disentangled self-attention without a cache argument
+_DEBERTA_V2 = replace(
+    _bert_like("deberta-v2", "deberta", "DebertaV2AdapterModel", prefix_route="disentangled",
+               prompt_mask_argument="mask", refused_heads=("causal_lm",)),
+    lora_attn={"q": "attention.self.query_proj", "k": "attention.self.key_proj", "v": "attention.self.value_proj"},
+)
+
+# Llama (also the layout of Mistral and Qwen2): pre-RMSNorm decoder, RoPE, grouped-query attention. The library
+# wraps mlp.down_proj as its "intermediate" LoRA location and mlp.up_proj as "output"; no prompt tuning there.
+_LLAMA = ArchSpec(
+    model_type="llama",
+    model_class="LlamaAdapterModel",
+    base_prefix="model",
+    layers="layers",
+    sites=(
+        BottleneckSite("mh_adapter", "attention_adapters", True, "self_attn",
+                       ResidualSource("", 0, ("hidden_states",)), None),
+        BottleneckSite("output_adapter", "output_adapters", True, "mlp",
+                       ResidualSource("post_attention_layernorm", 0, ("hidden_states",)), None),
+    ),
+    lora_attn={"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj"},
+    lora_intermediate="mlp.down_proj",
+    lora_output="mlp.up_proj",
+    self_attention="self_attn",
+    prompt_embeddings=None,  # the adapters library does not support prompt tuning on Llama either
+    embedding_output="embed_tokens",  # the library's embedding hook (invertible adapters) is on embed_tokens
+    prefix_heads_attr="num_key_value_heads",
     causal=True,
     last_token_heads=True,
 )
@@ -142,6 +192,10 @@ ARCHITECTURES = {
     "xlm-roberta": _bert_like("xlm-roberta", "roberta", "XLMRobertaAdapterModel"),
     "distilbert": _DISTILBERT,
     "gpt2": _GPT2,
+    # ELECTRA: BERT's layer layout; the soft prompt joins the embeddings before ``embeddings_project``
+    "electra": _bert_like("electra", "electra", "ElectraAdapterModel", prompt_size_attr="embedding_size"),
+    "deberta-v2": _DEBERTA_V2,
+    "llama": _LLAMA,
 }
 
 

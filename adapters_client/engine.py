@@ -13,10 +13,11 @@ from .architectures import ArchSpec, get_path, get_spec
 from .composition import AdapterCompositionBlock, Fuse, Parallel, Stack, parse_composition
 from .configs import BnConfig, MethodConfig, load_config
 from .configs.methods import MethodSpec, method_for_config, registered_methods
-from .context import AdapterSetup, ForwardContext, Replication, repeat_batched
+from .context import (_NO_OVERRIDE, AdapterSetup, ForwardContext, MixedRows, Replication, RowAdapters,
+                      repeat_batched, row_override)
 from .errors import AdapterNameNotFound, IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
 from .hooks import auditing, finish_audit, start_audit
-from .methods.registry import extension_for, sites_for
+from .methods.registry import add_model_parts, extension_for, sites_for
 
 # the ForwardContext a base-model pre-hook opened itself (no AdapterModel.forward around it)
 _OWNED: contextvars.ContextVar = contextvars.ContextVar("adapters_client_owned_context", default=None)
@@ -45,6 +46,7 @@ class AdapterEngine:
         self._audited: set = set()  # setups whose first forward showed every site running
         # Parallel: replicate the batch at the first layer the setup concerns (False: always at the input)
         self._replicate_at_layers = True
+        self._single_setups: dict = {}  # name -> Stack(name): the setup one group of a mixed batch runs with
         self._inject()
 
     # --- injection ---
@@ -109,6 +111,7 @@ class AdapterEngine:
             for site in sites_for(self, method):
                 if site.add(name, config):
                     site.adapters[name].to(device=ref.device, dtype=ref.dtype)
+            add_model_parts(self, method, name, config)  # model-wide modules of a per-layer method
         else:
             extension_for(self, method).add(name, config)
         self._set_mode(name, self.base_model.training)
@@ -203,6 +206,9 @@ class AdapterEngine:
                 self._check_fusions(child)
 
     def current_setup(self):
+        rows = row_override()  # a mixed batch (adapter_names) wins over AdapterSetup and the active setup
+        if rows is not _NO_OVERRIDE:
+            return rows, None
         override = AdapterSetup.current()
         if override is not None:
             skip = override.skip_layers if override.skip_layers is not None else self.skip_layers
@@ -223,6 +229,45 @@ class AdapterEngine:
         if flat[1].isdisjoint(layer.adapters.keys()):
             return None
         return setup
+
+    # --- mixed-adapter batches ---
+    def row_adapters(self, adapter_names, batch: int, training: bool) -> RowAdapters:
+        """The per-row plan of ``model(..., adapter_names=[...])``: one adapter name, or None (no adapter),
+        per row. Refused with typed errors: training mode, a list of the wrong length, an unknown name, a
+        block instead of a name, a method that changes the sequence (prefix/prompt tuning), a merged LoRA."""
+        if training:
+            raise InvalidComposition("adapter_names (a mixed-adapter batch) is for inference only; call "
+                                     "model.eval() first")
+        if isinstance(adapter_names, (str, AdapterCompositionBlock)) or not isinstance(adapter_names, (list, tuple)):
+            raise InvalidComposition(f"adapter_names must be a list with one adapter name (or None) per row, "
+                                     f"got {type(adapter_names).__name__}")
+        names = list(adapter_names)
+        if len(names) != batch:
+            raise InvalidComposition(f"adapter_names has {len(names)} entries but the batch has {batch} rows")
+        for name in names:
+            if name is None:
+                continue
+            if not isinstance(name, str):
+                raise InvalidComposition(f"adapter_names entries must be adapter names or None (no adapter), "
+                                         f"got {name!r}; composition blocks per row are not supported")
+            config = self.configs.get(name)
+            if config is None:
+                raise AdapterNameNotFound(f"no adapter named {name!r} in this model", field="adapter_names")
+            if method_for_config(config).scope != "layer":
+                raise InvalidComposition(f"adapter {name!r} ({type(config).__name__}) changes the sequence or the "
+                                         f"attention of its rows; it cannot share a mixed-adapter batch")
+        merged = sorted({layer.merged for layer in self.lora_layers if layer.merged})
+        if merged:
+            raise InvalidComposition(f"LoRA {merged[0]!r} is merged into the base weights, which every row "
+                                     f"would see; call reset_adapter() before using adapter_names")
+        distinct = {n for n in names if n is not None}
+        plan = RowAdapters(names, MixedRows(distinct) if distinct else None)
+        for name in distinct:
+            single = self._single_setups.get(name)
+            if single is None:
+                single = self._single_setups[name] = Stack(name)
+            plan.singles[name] = single
+        return plan
 
     # --- forward bookkeeping ---
     def _before_base_forward(self, module, args, kwargs):

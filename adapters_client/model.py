@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Optional
 
 from torch import nn
@@ -9,6 +10,7 @@ from torch import nn
 from .architectures import find_spec, get_spec
 from .composition import Parallel, Stack
 from .context import ForwardContext
+from .errors import InvalidComposition
 from .model_mixin import ModelAdaptersMixin
 
 try:  # prediction heads live in heads/ (another module); the model works without them
@@ -83,12 +85,18 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, head: Optional[str] = None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, output_adapter_gating_scores: bool = False,
-                output_adapter_fusion_attentions: bool = False, **kwargs):
+                output_adapter_fusion_attentions: bool = False, adapter_names: Optional[list] = None, **kwargs):
         """Run the base model with the active adapters, then the active (or given) head if there is one.
 
         Inputs of shape (batch, choices, length) (multiple choice) are flattened to (batch * choices, length)
         first, as in the adapters library; the heads see the flattened mask.
+
+        ``adapter_names``: a mixed-adapter batch (inference only): one adapter name per row, or None for a
+        row without adapter. It replaces the active setup for this call only; the backbone runs once and each
+        layer applies every row's adapter to that row; each row gets its adapter's head (forward_head_rows).
         """
+        rows = self._row_adapters(adapter_names, input_ids if input_ids is not None else inputs_embeds,
+                                  feature_dims=1 if input_ids is not None else 2)
         input_ids, attention_mask, token_type_ids, position_ids = (
             _flatten_choices(t, 1) for t in (input_ids, attention_mask, token_type_ids, position_ids))
         inputs_embeds = _flatten_choices(inputs_embeds, 2)
@@ -102,7 +110,8 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
         head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HEAD_KWARGS or k.startswith("head_")}
         head_kwargs["input_ids"] = input_ids  # decoder heads pick their token by input_ids != pad_token_id
         base_inputs.update(kwargs)
-        with ForwardContext() as state:  # heads run inside it too (they may read the Parallel state)
+        with ForwardContext() as state, (rows if rows is not None else nullcontext()):
+            # heads run inside it too (they may read the Parallel state)
             state.extras["output_gating"] = output_adapter_gating_scores
             state.extras["output_fusion"] = output_adapter_fusion_attentions
             outputs = self.base_model(**base_inputs, return_dict=True)
@@ -110,7 +119,29 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
                 outputs["adapter_gating_scores"] = state.gating_scores
             if output_adapter_fusion_attentions:
                 outputs["adapter_fusion_attentions"] = state.extras.get("fusion_attentions", {})
+            if rows is not None:
+                return self._row_heads(outputs, rows, head, attention_mask, labels, return_dict, head_kwargs)
             return self._adapter_model_head(outputs, state, head, attention_mask, labels, return_dict, head_kwargs)
+
+    def _row_adapters(self, adapter_names, batched, feature_dims: int):
+        """The engine's per-row plan for ``adapter_names`` (None when not given). Multiple-choice inputs
+        (batch, choices, ...) take one name per example, repeated for each of its choices."""
+        if adapter_names is None:
+            return None
+        if batched is None:
+            raise InvalidComposition("adapter_names needs input_ids or inputs_embeds (one name per row)")
+        names = adapter_names
+        if batched.dim() > feature_dims + 1 and isinstance(names, (list, tuple)) and len(names) == batched.shape[0]:
+            names = [name for name in names for _ in range(batched.shape[1])]
+        rows = batched.shape[0] * (batched.shape[1] if batched.dim() > feature_dims + 1 else 1)
+        return self.adapter_engine.row_adapters(names, rows, self.training)
+
+    def _row_heads(self, outputs, rows, head, attention_mask, labels, return_dict, head_kwargs):
+        if not hasattr(self, "forward_head_rows"):
+            return outputs
+        return self.forward_head_rows(outputs, rows.names, head_name=head, attention_mask=attention_mask,
+                                      labels=labels, return_dict=return_dict if return_dict is not None else True,
+                                      **head_kwargs)
 
     def _adapter_model_head(self, outputs, state, head, attention_mask, labels, return_dict, head_kwargs):
         """The active (or named) head on the base model outputs; the outputs themselves without a head."""
@@ -151,7 +182,8 @@ def _flatten_choices(tensor, feature_dims: int):
 
 
 class AutoAdapterModel:
-    """Builds an ``AdapterModel`` for any supported architecture (bert, roberta, xlm-roberta, distilbert, gpt2)."""
+    """Builds an ``AdapterModel`` for any supported architecture (bert, roberta, xlm-roberta, distilbert, gpt2, electra,
+    deberta-v2, llama; ``architectures.ARCHITECTURES`` holds the rows)."""
 
     def __init__(self, *args, **kwargs):
         raise TypeError("use AutoAdapterModel.from_pretrained(...) or AutoAdapterModel.from_config(...)")

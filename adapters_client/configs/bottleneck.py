@@ -172,7 +172,7 @@ class ParBnConfig(BnConfig):
 
 @dataclass(frozen=True, eq=False)
 class CompacterConfig(DoubleSeqBnConfig):
-    """Compacter (Mahabadi et al., 2021): double_seq_bn with PHM layers (config only)."""
+    """Compacter (Mahabadi et al., 2021): double_seq_bn with PHM layers (methods/bottleneck/phm.py)."""
 
     phm_layer: bool = True
     reduction_factor: Union[float, Mapping] = 32
@@ -181,7 +181,7 @@ class CompacterConfig(DoubleSeqBnConfig):
 
 @dataclass(frozen=True, eq=False)
 class CompacterPlusPlusConfig(SeqBnConfig):
-    """Compacter++: seq_bn with PHM layers (config only)."""
+    """Compacter++: seq_bn with PHM layers."""
 
     phm_layer: bool = True
     reduction_factor: Union[float, Mapping] = 32
@@ -190,7 +190,7 @@ class CompacterPlusPlusConfig(SeqBnConfig):
 
 @dataclass(frozen=True, eq=False)
 class SeqBnInvConfig(SeqBnConfig):
-    """seq_bn plus an invertible adapter after the embeddings (config only)."""
+    """seq_bn plus an invertible (NICE) block on the embedding output, inverted in LM heads (methods/invertible)."""
 
     inv_adapter: Optional[str] = "nice"
     inv_adapter_reduction_factor: Optional[float] = 2
@@ -198,7 +198,7 @@ class SeqBnInvConfig(SeqBnConfig):
 
 @dataclass(frozen=True, eq=False)
 class DoubleSeqBnInvConfig(DoubleSeqBnConfig):
-    """double_seq_bn plus an invertible adapter after the embeddings (config only)."""
+    """double_seq_bn plus an invertible (NICE) block on the embedding output, inverted in LM heads."""
 
     inv_adapter: Optional[str] = "nice"
     inv_adapter_reduction_factor: Optional[float] = 2

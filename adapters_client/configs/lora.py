@@ -1,4 +1,6 @@
-"""LoRA and (IA)^3 configs (IA3 is LoRA with ``composition_mode="scale"``)."""
+"""LoRA-family configs: LoRA, (IA)^3 (``composition_mode="scale"``), DoRA (``use_dora``), VeRA (``vera_d``/``vera_b``)
+and DVoRA (both), each with the adapters library's field defaults. All are LoRAConfig values: a config dict
+with ``"architecture": "lora"`` gives the same object as the preset, so names, dicts and hashes agree."""
 
 from __future__ import annotations
 
@@ -53,11 +55,29 @@ class LoRAConfig(MethodConfig):
         self._number("init_weights_seed", optional=True, integer=True)
         self._number("vera_d", optional=True)
         self._number("vera_b", optional=True)
+        self._check_vera()
         self._choice("dtype", {"float32", "float16", "bfloat16", "float64"}, optional=True)
         if self.composition_mode == "scale" and self.r != 1:
             self._fail("r", f"composition_mode 'scale' needs r=1, got {self.r!r}")
         if self.use_dora and self.composition_mode != "add":
             self._fail("use_dora", "DoRA needs composition_mode 'add'")
+
+    @property
+    def is_vera(self) -> bool:
+        """VeRA (or DVoRA): frozen random A/B shared by every layer, trainable scaling matrices per layer."""
+        return self.vera_d is not None or self.vera_b is not None
+
+    def _check_vera(self) -> None:
+        if not self.is_vera:
+            return
+        for name in ("vera_d", "vera_b"):
+            if getattr(self, name) is None:
+                # the library multiplies by it: a single vera value crashes there
+                self._fail(name, "VeRA needs both vera_d and vera_b (got only one)")
+            # the library only recognises float values; 0 and 0.0 are one setting here, written as floats
+            self._set(name, float(getattr(self, name)))
+        if self.composition_mode != "add":
+            self._fail("composition_mode", "VeRA needs composition_mode 'add'")
 
     def _canonicalise(self, data: dict) -> dict:
         data["leave_out"] = sorted(set(data["leave_out"]))
@@ -78,3 +98,29 @@ class IA3Config(LoRAConfig):
     attn_matrices: list = field(default_factory=lambda: ["k", "v"])
     composition_mode: str = "scale"
     init_weights: str = "ia3"
+
+
+@dataclass(frozen=True, eq=False)
+class DoRAConfig(LoRAConfig):
+    """DoRA (Liu et al., 2024): LoRA whose updated weight is renormalised per output row and scaled by a
+    trainable magnitude vector (``m``, initialised to the row norms of the frozen weight)."""
+
+    use_dora: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class VeraConfig(LoRAConfig):
+    """VeRA (Kopiczko et al., 2024): A and B are frozen random matrices shared by every adapted layer; each
+    layer trains a diagonal-initialised ``vera_D`` (r x r, starts at ``vera_d``) and ``vera_B`` (out x out,
+    starts at ``vera_b``)."""
+
+    vera_d: Optional[float] = 0.1
+    vera_b: Optional[float] = 0.0
+    init_weights: str = "vera"
+
+
+@dataclass(frozen=True, eq=False)
+class DvoRAConfig(VeraConfig):
+    """DVoRA: VeRA's update with DoRA's magnitude/direction split."""
+
+    use_dora: bool = True

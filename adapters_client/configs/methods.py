@@ -23,7 +23,7 @@ from .bottleneck import (
     BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, DoubleSeqBnInvConfig, ParBnConfig,
     SeqBnConfig, SeqBnInvConfig,
 )
-from .lora import IA3Config, LoRAConfig
+from .lora import DoRAConfig, DvoRAConfig, IA3Config, LoRAConfig, VeraConfig
 from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
 
 SCOPES = ("layer", "model")
@@ -52,12 +52,17 @@ class MethodSpec:
     architecture_keys: tuple = ()
     describe: Optional[Callable[[MethodConfig], str]] = None
     leave_out_on_load: bool = False  # load_adapter(leave_out=...) may drop layers of this method
+    # per-layer methods with model-wide modules too (bottleneck: invertible blocks, shared PHM parameters):
+    # "package.module:factory" of one engine extension per model, added to after each adapter's per-layer modules
+    model_parts: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise ValueError(f"method {self.name!r}: scope must be one of {SCOPES}, got {self.scope!r}")
         if ":" not in self.attach:
             raise ValueError(f"method {self.name!r}: attach must be 'package.module:name', got {self.attach!r}")
+        if self.model_parts is not None and (self.scope != "layer" or ":" not in self.model_parts):
+            raise ValueError(f"method {self.name!r}: model_parts must be 'package.module:name' of a per-layer method")
         if not self.segments or not all(isinstance(s, str) and s and "." not in s for s in self.segments):
             raise ValueError(f"method {self.name!r}: segments must be non-empty names without '.'")
         if not (isinstance(self.config_class, type) and issubclass(self.config_class, MethodConfig)):
@@ -218,7 +223,11 @@ def _bottleneck_name(config: BnConfig) -> str:
 
 
 def _lora_name(config: LoRAConfig) -> str:
-    return "ia3" if config.composition_mode == "scale" else "lora"
+    if config.composition_mode == "scale":
+        return "ia3"
+    if config.is_vera:
+        return "dvora" if config.use_dora else "vera"
+    return "dora" if config.use_dora else "lora"
 
 
 register_method(MethodSpec(
@@ -234,9 +243,12 @@ register_method(MethodSpec(
         "compacter": CompacterConfig,
         "compacter++": CompacterPlusPlusConfig,
     },
-    segments=("adapters",),
+    # invertible blocks at model level; Compacter's shared PHM parameters live under "shared_parameters", a
+    # segment the lora registration holds (VeRA keeps its shared A/B there too: one segment, two methods)
+    segments=("adapters", "invertible_adapters"),
     scope="layer",
     attach="adapters_client.methods.bottleneck:inject",
+    model_parts="adapters_client.methods.invertible:BottleneckModelParts",
     architecture_keys=(None, "bottleneck"),
     describe=_bottleneck_name,
     leave_out_on_load=True,
@@ -244,8 +256,9 @@ register_method(MethodSpec(
 register_method(MethodSpec(
     name="lora",
     config_class=LoRAConfig,
-    presets={"lora": LoRAConfig, "ia3": IA3Config},
-    segments=("loras",),
+    presets={"lora": LoRAConfig, "ia3": IA3Config, "dora": DoRAConfig, "vera": VeraConfig, "dvora": DvoRAConfig},
+    # VeRA's frozen A/B, shared by every layer, live once under the base model (the library's key names)
+    segments=("loras", "shared_parameters"),
     scope="layer",
     attach="adapters_client.methods.lora:inject",
     architecture_keys=("lora",),

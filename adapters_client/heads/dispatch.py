@@ -17,6 +17,12 @@ def reads_last_token(model_type) -> bool:
     return spec is not None and spec.last_token_heads
 
 
+def refuses_head(model_type, head_type: str) -> bool:
+    """True when the architecture row lists ``head_type`` in ``refused_heads`` (the library does not offer it)."""
+    spec = find_spec(model_type)
+    return spec is not None and head_type in spec.refused_heads
+
+
 # Keyword arguments of a model's forward that belong to the heads, not to the base model.
 HEAD_KWARGS = frozenset({
     "start_positions", "end_positions", "cls_output", "pooled_output", "eos_mask", "prompt_tokens_length",
@@ -86,3 +92,70 @@ def run_split(model, outputs, names, sizes, cls_output, attention_mask, labels, 
     losses = [out.get("loss") if isinstance(out, ModelOutput) else None for out in results]
     loss = torch.stack(losses).sum() if losses and all(x is not None for x in losses) else None
     return MultiHeadOutput(head_outputs=results, loss=loss)
+
+
+# ---- mixed-adapter batches (``adapter_names``): one head per row --------------------------------------------
+def _take(value, index: torch.Tensor, total: int):
+    """``value``'s rows ``index`` when its first dimension is the batch; None for anything else."""
+    if torch.is_tensor(value):
+        return value.index_select(0, index.to(value.device)) if value.dim() and value.shape[0] == total else None
+    if isinstance(value, tuple) and value and all(torch.is_tensor(v) for v in value):
+        taken = tuple(_take(v, index, total) for v in value)
+        return taken if all(t is not None for t in taken) else None
+    return None
+
+
+def take_outputs(outputs, index: torch.Tensor, total: int):
+    """The base outputs restricted to rows ``index`` (values without a batch dimension are dropped)."""
+    if isinstance(outputs, ModelOutput):
+        kept = {key: _take(value, index, total) for key, value in outputs.items()}
+        return outputs.__class__(**{k: v for k, v in kept.items() if v is not None})
+    return tuple(_take(value, index, total) for value in outputs)
+
+
+def _scatter(parts: list, total: int, key: str, names: list):
+    """One batch value from each group's (index, value): rows put back in their places."""
+    first = parts[0][1]
+    if first is None:
+        if any(value is not None for _, value in parts):
+            raise InvalidHead(f"The heads {names} do not all return '{key}'.")
+        return None
+    if isinstance(first, tuple):
+        if any(not isinstance(v, tuple) or len(v) != len(first) for _, v in parts):
+            raise InvalidHead(f"The heads {names} return '{key}' in different forms.")
+        return tuple(_scatter([(i, v[n]) for i, v in parts], total, key, names) for n in range(len(first)))
+    if not torch.is_tensor(first) or any(not torch.is_tensor(v) for _, v in parts):
+        raise InvalidHead(f"The heads' '{key}' cannot be assembled per row.")
+    shapes = {tuple(v.shape[1:]) for _, v in parts}
+    if len(shapes) > 1:
+        raise InvalidHead(f"The heads {names} give '{key}' of different shapes {sorted(shapes)}; a mixed-adapter "
+                          f"batch needs heads with one output shape.", shapes=[list(s) for s in sorted(shapes)])
+    result = first.new_empty((total, *first.shape[1:]))
+    for index, value in parts:
+        result.index_copy_(0, index.to(result.device), value)
+    return result
+
+
+def run_rows(model, outputs, row_heads: list, cls_output, attention_mask, kwargs) -> ModelOutput:
+    """Head ``row_heads[i]`` on row ``i`` of the batch: rows grouped by head, each group's head run once on
+    its rows, the outputs put back in row order (every head must give the same output type and shapes)."""
+    total = len(row_heads)
+    groups: dict = {}
+    for row, name in enumerate(row_heads):
+        groups.setdefault(name, []).append(row)
+    names = list(groups)
+    device = outputs[0].device
+    parts = []
+    for name, rows in groups.items():
+        index = torch.tensor(rows, dtype=torch.long, device=device)
+        args = {key: (_take(value, index, total) if torch.is_tensor(value) and value.dim() and
+                      value.shape[0] == total else value)
+                for key, value in dict(kwargs, cls_output=cls_output, attention_mask=attention_mask).items()}
+        parts.append((index, model._run_head(name, take_outputs(outputs, index, total), **args)))
+    kinds = {type(out) for _, out in parts}
+    if len(kinds) > 1 or not isinstance(parts[0][1], ModelOutput):
+        raise InvalidHead(f"The heads {names} return different outputs ({sorted(k.__name__ for k in kinds)}); a "
+                          f"mixed-adapter batch needs heads of one kind.")
+    keys = list(dict.fromkeys(key for _, out in parts for key in out.keys()))
+    assembled = {key: _scatter([(i, out.get(key)) for i, out in parts], total, key, names) for key in keys}
+    return parts[0][1].__class__(**{k: v for k, v in assembled.items() if v is not None})

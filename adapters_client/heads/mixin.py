@@ -13,7 +13,7 @@ from transformers.utils import ModelOutput
 
 from . import io
 from .base import PredictionHead
-from .dispatch import last_token_output, reads_last_token, run_split
+from .dispatch import last_token_output, reads_last_token, refuses_head, run_rows, run_split
 from .errors import InvalidHead
 from .lm import CausalLMHead, MaskedLMHead
 from .outputs import MultiHeadOutput
@@ -69,6 +69,15 @@ def head_setup_for(adapter_setup, available) -> object:
     return result if names and all(name in available for name in names) else None
 
 
+def _active_invertible_block(model):
+    """The invertible block of ``model``'s active setup (methods/invertible), or None without one or an engine."""
+    if getattr(model, "adapter_engine", None) is None:
+        return None
+    from ..methods.invertible import inverse_for_heads
+
+    return inverse_for_heads(model)
+
+
 class HeadsMixin:
     """Adds, runs, saves and loads prediction heads."""
 
@@ -77,6 +86,8 @@ class HeadsMixin:
         if head_type not in HEAD_CLASSES:
             return False
         model_type = getattr(self.config, "model_type", "")
+        if refuses_head(model_type, head_type):  # the architecture row: the library does not offer it
+            return False
         return not (reads_last_token(model_type) and head_type in _ENCODER_ONLY_TYPES)
 
     def build_head(self, head_type: str, name: str, **config) -> PredictionHead:
@@ -259,6 +270,11 @@ class HeadsMixin:
         runs on chunk ``i`` and a :class:`MultiHeadOutput` (``loss`` = sum) comes back.
         """
         common = dict(cls_output=cls_output, attention_mask=attention_mask, labels=labels)
+        if kwargs.get("invertible_adapter") is None:  # LM heads undo the active invertible adapter (the library's)
+            kwargs.pop("invertible_adapter", None)
+            inverse = _active_invertible_block(self)
+            if inverse is not None:
+                kwargs["invertible_adapter"] = inverse
         parallel_names = parallel_names or self._parallel_heads_from_context(head_name)
         if parallel_names:
             names = list(parallel_names)
@@ -279,6 +295,40 @@ class HeadsMixin:
         else:
             return outputs
         if not return_dict and isinstance(result, ModelOutput) and not isinstance(result, MultiHeadOutput):
+            return result.to_tuple()
+        return result
+
+    def forward_head_rows(self, outputs, adapter_names: list, head_name=None, cls_output=None, attention_mask=None,
+                          labels=None, return_dict=True, **kwargs):
+        """The heads of a mixed-adapter batch (``adapter_names``, one adapter or None per row).
+
+        Row ``i`` gets ``head_name`` when given, else the head named after its adapter, else the active head
+        (a single name), as a forward of that row alone after ``set_active_adapters(adapter_names[i])``
+        would. No row with a head: ``outputs`` unchanged. Some rows without one, heads whose outputs differ
+        in kind or shape, multiple-choice heads or ``labels``: ``InvalidHead``.
+        """
+        if head_name:
+            self._get_head(head_name)
+            row_heads = [head_name] * len(adapter_names)
+        else:
+            active = self._head_setup_names()
+            fallback = active[0] if len(active) == 1 and not getattr(self, "_head_batch_sizes", None) else None
+            row_heads = [name if name is not None and name in self.heads else fallback for name in adapter_names]
+        if all(name is None for name in row_heads):
+            return outputs
+        missing = [row for row, name in enumerate(row_heads) if name is None]
+        if missing:
+            raise InvalidHead(f"Rows {missing} of the mixed-adapter batch have no head (their adapter has none and "
+                              f"no single head is active) while other rows do; pass head= or add the heads.",
+                              rows=missing)
+        if labels is not None:
+            raise InvalidHead("labels are not supported with adapter_names (inference only); compute the loss from "
+                              "the logits.")
+        for name in set(row_heads):
+            if self.heads[name].head_type == "multiple_choice":
+                raise InvalidHead(f"Multiple-choice head '{name}' cannot serve a mixed-adapter batch.", head=name)
+        result = run_rows(self, outputs, row_heads, cls_output, attention_mask, kwargs)
+        if not return_dict:
             return result.to_tuple()
         return result
 

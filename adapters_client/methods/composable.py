@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 from ..composition import AdapterCompositionBlock, Average, BatchSplit, Parallel, Stack
-from ..context import ForwardContext
+from ..context import ForwardContext, MixedRows
 from ..errors import InvalidComposition
 
 
@@ -42,7 +42,7 @@ class ComposableLayer:
         handlers = self.__dict__.get("_block_handlers")
         if handlers is None:  # built once per site: compose runs at every hooked module of every forward
             handlers = {Stack: self.compose_stack, Parallel: self.compose_parallel, Average: self.compose_average,
-                        BatchSplit: self.compose_batch_split}
+                        BatchSplit: self.compose_batch_split, MixedRows: self.compose_mixed_rows}
             handlers.update(self.extra_handlers())
             self.__dict__["_block_handlers"] = handlers
         return handlers
@@ -92,6 +92,12 @@ class ComposableLayer:
             parts.append(result if result is not None else part)
             start += size
         return self.join_batch_split(state, parts)
+
+    def compose_mixed_rows(self, block: MixedRows, state, lvl: int):
+        """A mixed-adapter batch reaches ``compose`` only at a site without a per-row path (bottleneck and LoRA
+        sites take their rows apart in their hooks, before composing): refused, never applied to every row."""
+        raise InvalidComposition(f"{type(self).__name__} has no per-row path: its adapters {sorted(block.flatten())} "
+                                 f"cannot share a mixed-adapter batch (adapter_names)")
 
     def compose_average(self, block: Average, state, lvl: int):
         state = self.before_block(block, state)

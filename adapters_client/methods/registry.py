@@ -12,6 +12,8 @@ the engine's hooks call (``methods/composable.py``). Model-level objects: ``add`
 
 from __future__ import annotations
 
+import importlib
+
 from ..configs.methods import MethodSpec, method_for_config
 from ..errors import InvalidAdapterConfig
 
@@ -22,7 +24,22 @@ def sites_for(engine, method: MethodSpec) -> list:
         raise InvalidAdapterConfig(f"{method.name} is not a per-layer method", field="architecture")
     if method.name not in engine.layer_sites:
         engine.layer_sites[method.name] = list(method.resolve_attach()(engine))
+        if method.model_parts:  # its model-wide modules: one extension object, next to the model-level methods
+            module_name, _, attr = method.model_parts.partition(":")
+            engine.extensions[parts_key(method.name)] = getattr(importlib.import_module(module_name), attr)(engine)
     return engine.layer_sites[method.name]
+
+
+def parts_key(method_name: str) -> str:
+    """The key in ``engine.extensions`` of the model-wide parts of per-layer method ``method_name``."""
+    return f"{method_name}.model"
+
+
+def add_model_parts(engine, method: MethodSpec, name: str, config) -> None:
+    """After the per-layer modules of adapter ``name``: its model-wide modules (``MethodSpec.model_parts``)."""
+    parts = engine.extensions.get(parts_key(method.name)) if method.model_parts else None
+    if parts is not None:
+        parts.add(name, config)
 
 
 def extension_for(engine, method_or_config):

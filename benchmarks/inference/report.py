@@ -7,6 +7,8 @@ from .setups import SETUPS
 OURS, PEER = "adapters_client", "adapters"
 ABSOLUTE_TARGETS = {"seq_bn": 1.10, "lora_merged": 1.02}  # max ratio to the plain backbone
 PARALLEL_TARGET = 0.7  # parallel4_skip / four_passes
+# mixed-adapter batches: (measured, compared with, max ratio)
+MIXED_TARGETS = (("mixed8", "eight_passes", 0.3), ("mixed8", "seq_bn", 1.15))
 
 
 def _ms(results, lib, name):
@@ -35,6 +37,9 @@ def checks(results: dict, baseline_ms: float, tolerance: float) -> list[dict]:
     parallel, four = _ms(results, OURS, "parallel4_skip"), _ms(results, OURS, "four_passes")
     out.append(_check("parallel4_skip vs four_passes", parallel / four if parallel and four else None,
                       PARALLEL_TARGET))
+    for name, other, target in MIXED_TARGETS:
+        ms, other_ms = _ms(results, OURS, name), _ms(results, OURS, other)
+        out.append(_check(f"{name} vs {other}", ms / other_ms if ms and other_ms else None, target))
     return out
 
 

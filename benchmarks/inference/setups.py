@@ -88,6 +88,46 @@ def _four_passes(lib, folder, inputs):
     return run
 
 
+MIXED_ADAPTERS = 8  # mixed8 / eight_passes: the batch's rows spread over this many seq_bn adapters
+
+
+def _mixed_names(batch: int) -> list:
+    """Row i uses adapter i % 8 (interleaved: no adapter's rows are consecutive, the harder case)."""
+    return [f"m{i % MIXED_ADAPTERS}" for i in range(batch)]
+
+
+def _mixed_model(lib, folder):
+    model = _model(lib, folder)
+    for k in range(MIXED_ADAPTERS):
+        model.add_adapter(f"m{k}", config="seq_bn")
+    return model
+
+
+def _mixed8(lib, folder, inputs):
+    if lib.__name__ != "adapters_client":
+        raise NotImplementedError("mixed-adapter batches (adapter_names=[...]) are an adapters_client feature")
+    model = _mixed_model(lib, folder)
+    names = _mixed_names(inputs["input_ids"].shape[0])
+    return lambda: model(**inputs, adapter_names=names)
+
+
+def _eight_passes(lib, folder, inputs):
+    """What serving the mixed batch costs without adapter_names: one forward per adapter on its rows."""
+    model = _mixed_model(lib, folder)
+    names = _mixed_names(inputs["input_ids"].shape[0])
+    parts = []
+    for k in range(MIXED_ADAPTERS):
+        rows = torch.tensor([i for i, name in enumerate(names) if name == f"m{k}"])
+        parts.append((f"m{k}", {key: value.index_select(0, rows) for key, value in inputs.items()}))
+
+    def run():
+        for name, part in parts:
+            model.set_active_adapters(name)
+            model(**part)
+
+    return run
+
+
 SETUPS = [
     Setup("seq_bn", "one seq_bn adapter", _seq_bn),
     Setup("lora", "one LoRA adapter, unmerged", lambda lib, f, i: _lora(lib, f, i, merged=False)),
@@ -95,4 +135,6 @@ SETUPS = [
     Setup("fuse3", "Fuse of three seq_bn adapters", _fuse3),
     Setup("parallel4_skip", "Parallel of four seq_bn, layers 0-2 skipped (AdapterDrop)", _parallel4_skip),
     Setup("four_passes", "four separate passes, one seq_bn each", _four_passes),
+    Setup("mixed8", "one forward, rows spread over eight seq_bn adapters (adapter_names)", _mixed8),
+    Setup("eight_passes", "eight forwards of the rows of one seq_bn adapter each", _eight_passes),
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2")
+ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama")
 
 
 def tiny_config(arch: str):
@@ -24,6 +24,23 @@ def tiny_config(arch: str):
         return DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37, **common)
     if arch == "gpt2":
         return GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, **common)
+    if arch == "electra":  # embedding_size != hidden_size: the embeddings are projected (embeddings_project)
+        from transformers import ElectraConfig
+
+        return ElectraConfig(embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=37, **common)
+    if arch == "deberta-v2":  # relative positions (log buckets, c2p + p2c) as in DeBERTa-v3
+        from transformers import DebertaV2Config
+
+        return DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                               relative_attention=True, position_buckets=8, max_relative_positions=16,
+                               pos_att_type=["p2c", "c2p"], position_biased_input=False, norm_rel_ebd="layer_norm",
+                               share_att_key=True, type_vocab_size=0, **common)
+    if arch == "llama":  # grouped-query attention: 2 key/value heads for 4 query heads (as Mistral, Qwen2)
+        from transformers import LlamaConfig
+
+        return LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           intermediate_size=37, max_position_embeddings=64, pad_token_id=0, **common)
     raise ValueError(arch)
 
 

@@ -17,7 +17,7 @@ METHODS = {
     "prefix_tuning": "prefix_tuning[prefix_length=3,bottleneck_size=8]",
     "prompt_tuning": "prompt_tuning[prompt_length=2]",
 }
-UNSUPPORTED = {("gpt2", "prompt_tuning")}
+UNSUPPORTED = {("gpt2", "prompt_tuning"), ("llama", "prompt_tuning")}
 
 
 def _spec(arch, method):

@@ -21,7 +21,7 @@ from torch import nn
 
 import adapters_client.formats as formats
 from adapters_client import rules
-from adapters_client.architectures import ARCHITECTURES, ArchSpec
+from adapters_client.architectures import ARCHITECTURES, PREFIX_ROUTES, ArchSpec
 from adapters_client.composition import Average, BatchSplit, Parallel, Stack
 from adapters_client.configs import (
     ADAPTER_CONFIGS, ADAPTER_SEGMENTS, MethodConfig, MethodSpec, PrefixTuningConfig, canonical_name,
@@ -333,8 +333,8 @@ def test_rows_are_typed_and_hold_no_side_tables():
     assert {"model_class", "prompt_embeddings", "prefix_route", "prefix_location", "last_token_heads"} <= names
     for model_type, spec in ARCHITECTURES.items():
         assert spec.model_type == model_type and spec.model_class.endswith("AdapterModel")
-        assert spec.prefix_route in ("cache", "projections", None)
-    assert [t for t, s in ARCHITECTURES.items() if s.last_token_heads] == ["gpt2"]
+        assert spec.prefix_route in PREFIX_ROUTES + (None,)
+    assert sorted(t for t, s in ARCHITECTURES.items() if s.last_token_heads) == ["gpt2", "llama"]
     assert ARCHITECTURES["gpt2"].prompt_embeddings is None
     with pytest.raises(ValueError, match="prefix_route"):
         dataclasses.replace(ARCHITECTURES["bert"], prefix_route="somewhere")

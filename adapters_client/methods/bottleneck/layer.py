@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import torch
@@ -10,10 +11,11 @@ from torch.nn import functional as F
 
 from ...architectures import BottleneckSite, get_path
 from ...composition import AdapterCompositionBlock, Average, Fuse, Split
-from ...context import ForwardContext
+from ...context import ForwardContext, MixedRows, RowAdapters, put_rows, take_rows
 from ...errors import HookNotRun, InvalidComposition
 from ...hooks import forward_parameters, note_expected, note_ran, target_missing
 from ..composable import ComposableLayer, last_name
+from .fusion import fused_forward
 from .modules import BottleneckAdapter
 
 
@@ -118,15 +120,17 @@ class BottleneckLayer(ComposableLayer):
                              f"(its host module was called without it)", module=self.path)
         hidden = _first_tensor(output)
         channels = self.engine.replicate_at_site(self)  # > 1 only on post-LN hosts (planned by the engine)
-        if self._ln is None:
+        if isinstance(setup, MixedRows):
+            result = self._finish_rows(hidden, residual, scratch)
+        elif self._ln is None:
             result = self._finish_host_adds(setup, hidden, residual)
         elif channels > 1:
             result = self._finish_replicated(setup, hidden, residual, scratch, channels)
         else:
             result = self._finish_post_ln(setup, hidden, residual, scratch)
+        if "override" in scratch:  # the host's LayerNorm must take it: proven in _on_layer_norm
+            note_expected(("ln", id(self)), f"{self.engine.spec.layers}.{self.layer_idx}.{self.site.layer_norm}")
         if result is None:
-            if "override" in scratch:  # the host's LayerNorm must take it: proven in _on_layer_norm
-                note_expected(("ln", id(self)), f"{self.engine.spec.layers}.{self.layer_idx}.{self.site.layer_norm}")
             return None
         if isinstance(output, tuple):
             return (result,) + tuple(output[1:])
@@ -136,6 +140,11 @@ class BottleneckLayer(ComposableLayer):
         override = self._scratch().pop("override", None)
         if override is not None:
             note_ran(("ln", id(self)))
+        if isinstance(override, _RowOverrides):  # a mixed batch: only some rows take the adapter's LN output
+            result = output.clone()
+            for group, values in override.parts:
+                put_rows(result, group, values)
+            return result
         return override
 
     # --- forward ---
@@ -146,9 +155,10 @@ class BottleneckLayer(ComposableLayer):
         state = self.compose(setup, BnState(hidden, residual_input, residual_input, layer_norm), 0)
         return state, (self.adapters[state.last] if state.last is not None else None), residual_input
 
-    def _finish_host_adds(self, setup, hidden, residual_input):
-        """Pre-LN hosts (GPT-2) add the residual themselves: return the adapter output without it."""
-        state, last, residual_input = self._compose(setup, hidden, residual_input, None)
+    def _finish_host_adds(self, setup, hidden, residual_input, compose=None):
+        """Pre-LN hosts (GPT-2) add the residual themselves: return the adapter output without it.
+        (``compose``: what runs the setup, ``_compose`` by default; a mixed batch passes its batched one.)"""
+        state, last, residual_input = (compose or self._compose)(setup, hidden, residual_input, None)
         if last is None:
             return None
         out = last.post_forward(state.hidden, hidden, None, None)
@@ -156,16 +166,70 @@ class BottleneckLayer(ComposableLayer):
             out = out - residual_input
         return out
 
-    def _finish_post_ln(self, setup, hidden, residual_input, scratch):
+    def _finish_post_ln(self, setup, hidden, residual_input, scratch, compose=None):
         """Post-LN hosts compute LN(x + residual) after this hook: hand them x, or override the LN output."""
         layer_norm = _hook_free_layer_norm(self._ln)
-        state, last, residual_input = self._compose(setup, hidden, residual_input, layer_norm)
+        state, last, residual_input = (compose or self._compose)(setup, hidden, residual_input, layer_norm)
         if last is None:
             return None
         if last.config.original_ln_after and state.input_tensor is not None:
             return state.hidden + hidden if last.is_parallel else state.hidden
         scratch["override"] = last.post_forward(state.hidden, hidden, state.input_tensor, layer_norm)
         return None
+
+    def _finish_rows(self, hidden, residual_input, scratch):
+        """A mixed batch (``adapter_names``): each group of rows whose adapter this site holds goes through
+        the single-adapter path on its own rows; the other rows keep the backbone's values. Returns the new
+        host output (None: unchanged); rows whose adapter overrides the host's LN output are left in
+        ``scratch["override"]`` for ``_on_layer_norm``."""
+        rows = RowAdapters.current()
+        groups = rows.adapter_groups(hidden.device, self.adapters)
+        if len(groups) > 1 and _batchable([self.adapters[g.name] for g in groups]):
+            selected, names = rows.selection(hidden.device, self.adapters)
+            groups, composes = [selected], [functools.partial(self._compose_rows, names)]
+        else:
+            composes = [None] * len(groups)
+        result, overrides = None, []
+        for group, compose in zip(groups, composes):
+            setup = rows.singles[group.name] if group.name is not None else None
+            part_hidden, part_residual = take_rows(hidden, group), take_rows(residual_input, group)
+            if self._ln is None:
+                out = self._finish_host_adds(setup, part_hidden, part_residual, compose)
+            else:
+                part_scratch: dict = {}
+                out = self._finish_post_ln(setup, part_hidden, part_residual, part_scratch, compose)
+                if out is None and "override" in part_scratch:
+                    overrides.append((group, part_scratch["override"]))
+                    continue
+            if out is None:
+                continue
+            if group.span == (0, hidden.shape[0]):
+                result = out  # every row changed here
+                continue
+            if result is None:
+                result = hidden.clone()
+            put_rows(result, group, out)
+        if overrides:
+            scratch["override"] = _RowOverrides(overrides)
+        return result
+
+    def _compose_rows(self, names: list, setup, hidden, residual_input, layer_norm):
+        """``_compose`` for rows of several adapters of one plain config (``_batchable``): the config's pre- and
+        post-processing run once on all rows, the adapters as batched matmuls with each row's own weights."""
+        modules = [self.adapters[name] for name in names]
+        last = modules[0]
+        x, _, residual = last.pre_forward(hidden, residual_input, layer_norm)
+        down_w = torch.stack([m.adapter_down[0].weight for m in modules]).transpose(1, 2)
+        down_b = torch.stack([m.adapter_down[0].bias for m in modules]).unsqueeze(1)
+        up_w = torch.stack([m.adapter_up.weight for m in modules]).transpose(1, 2)
+        up_b = torch.stack([m.adapter_up.bias for m in modules]).unsqueeze(1)
+        down = last.adapter_down[1](torch.baddbmm(down_b, x, down_w))
+        up = torch.baddbmm(up_b, down, up_w)
+        if last.scaling != 1.0:
+            up = up * last.scaling
+        output = up if last.is_parallel else up + residual  # eval: no dropout; no LN after, no gate
+        state = BnState(output, residual_input, residual, layer_norm, up, last.name)
+        return state, last, residual_input
 
     def _finish_replicated(self, setup, hidden, residual_input, scratch, channels: int):
         """The Parallel batch is replicated here: the host's LN runs on its original batch and its output is
@@ -233,11 +297,18 @@ class BottleneckLayer(ComposableLayer):
             state.hidden, state.input_tensor, state.layer_norm, query_before_ln=config.query_before_ln
         )
         state = state._replace(hidden=hidden, residual=residual)
-        children = [s for s in (self.compose_child(c, state, lvl) for c in block) if s is not None]
-        if not children:
-            return state
-        ups = torch.stack([c.up for c in children]).permute(1, 2, 0, 3)
-        output, probs = self.fusion_layers[block.name](query, ups, ups, state.residual)
+        fusion = self.fusion_layers[block.name]
+        # eval mode: only what the fusion reads, in the library's order or folded (fusion.py, fold_mode)
+        members = [self.adapters[c] for c in block if c in self.adapters] if all(
+            isinstance(c, str) for c in block) else None
+        folded = fused_forward(fusion, members, hidden, query, residual) if members else None
+        if folded is None:
+            children = [s for s in (self.compose_child(c, state, lvl) for c in block) if s is not None]
+            if not children:
+                return state
+            ups = torch.stack([c.up for c in children]).permute(1, 2, 0, 3)
+            folded = fusion(query, ups, ups, state.residual)
+        output, probs = folded
         self.engine.record_fusion_attention(block.name, self.layer_idx, self.location_key, probs)
         return state._replace(hidden=output, last=last)
 
@@ -254,6 +325,25 @@ class BottleneckLayer(ComposableLayer):
             start += size
         hidden = torch.cat([o.hidden for o in outputs], dim=1)
         return state._replace(hidden=hidden, last=outputs[-1].last)
+
+
+def _batchable(modules: list) -> bool:
+    """True when bottleneck ``modules`` share one config whose adapter is only Linear, activation, Linear and a
+    constant scaling (no LN before/after, gate, PHM): the batched path of ``_compose_rows`` is exact for them."""
+    first = modules[0]
+    config = first.config
+    if (config.ln_before or config.ln_after or config.use_gating or config.phm_layer or first.training
+            or not isinstance(first.scaling, float) or len(first.adapter_down) != 2
+            or not isinstance(first.adapter_down[0], nn.Linear) or not isinstance(first.adapter_up, nn.Linear)):
+        return False
+    shape = first.adapter_down[0].weight.shape
+    return all(m.config == config and m.adapter_down[0].weight.shape == shape for m in modules[1:])
+
+
+class _RowOverrides(NamedTuple):
+    """Mixed batch: (row group, LN output of those rows) pairs for the host's LayerNorm hook."""
+
+    parts: list
 
 
 def _map_state(state: BnState, fn) -> BnState:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ...configs import BnConfig
 from ...errors import InvalidAdapterConfig
+from .phm import PHMLayer, check_phm_config
 
 
 class Activation(nn.Module):
@@ -42,21 +43,25 @@ class BottleneckAdapter(nn.Module):
 
     def __init__(self, name: str, input_size: int, down_size: int, config: BnConfig):
         super().__init__()
-        if config.phm_layer or config.inv_adapter or (config.stochastic_depth or 0) > 0:
-            raise InvalidAdapterConfig("phm_layer, inv_adapter and stochastic_depth are not supported by the engine",
-                                       field="phm_layer" if config.phm_layer else "inv_adapter")
+        if (config.stochastic_depth or 0) > 0:
+            raise InvalidAdapterConfig("stochastic_depth is not supported by the engine", field="stochastic_depth")
+        # (inv_adapter: the invertible block is model-level, methods/invertible; this module is the same)
         self.name = name
         self.config = config
         self.is_parallel = config.is_parallel
         down_size = max(1, down_size)
+        if config.phm_layer:  # Compacter: PHM layers instead of the two Linears (methods/bottleneck/phm.py)
+            check_phm_config(config, input_size, down_size)
         layers: list[nn.Module] = []
         if config.ln_before:
             # the adapters library also registers this LN as ``adapter_norm_before`` (a second name for the
             # same tensors); one name keeps state dicts free of shared tensors (safetensors, HF Trainer)
             layers.append(nn.LayerNorm(input_size))
-        layers += [nn.Linear(input_size, down_size), Activation(config.non_linearity)]
+        layers += [PHMLayer(name, input_size, down_size, "down", config) if config.phm_layer
+                   else nn.Linear(input_size, down_size), Activation(config.non_linearity)]
         self.adapter_down = nn.Sequential(*layers)
-        self.adapter_up = nn.Linear(down_size, input_size)
+        self.adapter_up = (PHMLayer(name, down_size, input_size, "up", config) if config.phm_layer
+                           else nn.Linear(down_size, input_size))
         if config.scaling == "learned":
             self.scaling = nn.Parameter(torch.ones(1))
         elif config.scaling == "channel":
@@ -167,20 +172,33 @@ class FusionLayer(nn.Module):
                     self.value.weight.fill_(1e-6).fill_diagonal_(1.0)
         self.temperature = 50.0 if config.temperature else 1.0
         self.reduction = self.temperature / 1000.0
+        from .fusion import default_mode
 
-    def forward(self, query, key, value, residual):
+        # eval-mode computation (fusion.py): "library_order" (default), "folded" (fastest) or "off"
+        self.fold_mode = default_mode()
+
+    def clear_folded(self) -> None:
+        """Drops the folded matrices of the eval-mode path (fusion.py). They are rebuilt by themselves when
+        a weight changes through PyTorch (new tensor, in-place version); writes through ``param.data`` are
+        not seen by the version counters: call this after them."""
+        self.__dict__.pop("_fold_cache", None)
+
+    def forward(self, query, key, value, residual, project_after_mixing: bool = False):
+        """``project_after_mixing``: the value matrix applied once to the probability-weighted sum of the
+        values instead of to each adapter's value (the same result: it is linear without bias)."""
         config = self.config
         if config.residual_before:
             value = value + residual[:, :, None, :]
+        value_first = config.value and config.value_before_softmax and not project_after_mixing
         query_layer = self.query(query) if config.query else query
         key_layer = self.key(key) if config.key else key
-        value_layer = self.value(value) if config.value and config.value_before_softmax else value
+        value_layer = self.value(value) if value_first else value
         scores = torch.matmul(query_layer.unsqueeze(2), key_layer.transpose(-2, -1)).squeeze(2)
         probs = torch.softmax(self.dropout(scores) / self.temperature, dim=-1)
         if self.training:
             self.temperature = max(self.temperature - self.reduction, 1.0)
         context = torch.matmul(probs.unsqueeze(2), value_layer).squeeze(2)
-        if config.value and not config.value_before_softmax:
+        if config.value and not value_first:
             context = self.value(context)
         if not config.residual_before:
             context = context + residual

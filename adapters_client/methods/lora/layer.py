@@ -7,10 +7,11 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from ...errors import InvalidComposition
+from ...context import RowAdapters, put_rows, take_rows
+from ...errors import InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran, target_missing
 from ..composable import ComposableLayer, last_name
-from .modules import make_lora
+from .modules import LoRA, drop_unused_shared, make_lora, shared_vera
 
 
 class LoRAState(NamedTuple):
@@ -46,7 +47,7 @@ class LoRALayer(ComposableLayer):
         module.add_module("loras", nn.ModuleDict())
         self.adapters: nn.ModuleDict = module.loras
         self.merged: Optional[str] = None
-        module.register_forward_hook(self._on_output)
+        module.register_forward_hook(self._hook)
 
     def wants(self, config) -> bool:
         if not config.get(self.location_key, False) or self.layer_idx in config.leave_out:
@@ -56,15 +57,36 @@ class LoRALayer(ComposableLayer):
     def add(self, name: str, config) -> bool:
         if not self.wants(config):
             return False
-        lora = make_lora(self.in_features, self.out_features, config)
+        lora = self._build(name, config)
         lora.to(self.module.weight.device)
         self.adapters[name] = lora
         return True
 
+    def _build(self, name: str, config):
+        """The module of adapter ``name`` here: DoRA gets this layer's weight, VeRA its adapter's shared A/B."""
+        if config.use_dora and self.transposed:
+            raise InvalidAdapterConfig(f"DoRA on {self.path} (a Conv1D, as in GPT-2) is not supported: the adapters "
+                                       "library fails on it too", field="use_dora")
+        shared = None
+        if config.is_vera:
+            shared = shared_vera(self.engine.base_model, name, (config.r, self.in_features),
+                                 (self.out_features, config.r), config, self.module.weight)
+        try:
+            lora = make_lora(self.in_features, self.out_features, config, weight=self.module.weight, shared=shared)
+        except Exception:
+            drop_unused_shared(self.engine.base_model, name)
+            raise
+        if hasattr(lora, "bind"):
+            lora.bind(self.module)
+        return lora
+
     def remove(self, name: str) -> None:
         if self.merged == name:
             self.reset()
+        lora = self.adapters[name]
         del self.adapters[name]
+        if hasattr(lora, "release") and lora.release() == 0:
+            drop_unused_shared(self.engine.base_model, name)
 
     # --- merging ---
     def _delta(self, lora) -> torch.Tensor:
@@ -82,6 +104,8 @@ class LoRALayer(ComposableLayer):
             bias = getattr(self.module, "bias", None)
             if lora.composition_mode == "scale" and bias is not None:
                 bias.data = bias.data * (lora.lora_B.view(-1) * lora.scaling)
+            elif bias is not None:
+                bias.data = lora.merge_bias(bias.data)  # DoRA rescales the bias too
         self.merged = name
 
     def reset(self) -> None:
@@ -93,9 +117,60 @@ class LoRALayer(ComposableLayer):
             bias = getattr(self.module, "bias", None)
             if lora.composition_mode == "scale" and bias is not None:
                 bias.data = bias.data / (lora.lora_B.view(-1) * lora.scaling)
+            elif bias is not None:
+                bias.data = lora.unmerge_bias(bias.data)
         self.merged = None
 
     # --- forward ---
+    def _hook(self, module, args, output):
+        rows = RowAdapters.current()
+        if rows is not None:
+            return self._on_output_rows(module, args, output, rows)
+        return self._on_output(module, args, output)
+
+    def _on_output_rows(self, module, args, output, rows):
+        """A mixed batch (``adapter_names``): each group of rows whose adapter this projection holds runs the
+        single-adapter path (``_on_output``, also a subclass's) on its own rows; other rows keep the output."""
+        groups = rows.adapter_groups(output.device, self.adapters)
+        if groups and (output.dim() < 2 or output.shape[0] != len(rows.names)):
+            raise InvalidComposition(
+                f"{self.engine.spec.model_type}: {self.path} also projects a tensor without the batch's rows "
+                f"(shape {tuple(output.shape)}, e.g. relative position embeddings shared by every row); its "
+                f"LoRA/(IA)^3 adapters cannot differ per row in a mixed-adapter batch")
+        if len(groups) > 1 and type(self) is LoRALayer and args[0].dim() == 3 and \
+                _batchable([self.adapters[g.name] for g in groups]):
+            return self._lora_rows(rows, args[0], output)
+        result = None
+        for group in groups:
+            part_args = (take_rows(args[0], group),) + tuple(args[1:])
+            out = rows.run_group(group.name, self._on_output, module, part_args, take_rows(output, group))
+            if out is None:
+                continue
+            if result is None:
+                result = output.clone()
+            put_rows(result, group, out)
+        return result
+
+    def _lora_rows(self, rows, layer_input, output):
+        """Plain LoRA groups of one rank (``_batchable``): one batched pass, each row with its own A, B, scaling."""
+        note_ran(id(self))
+        selected, names = rows.selection(output.device, self.adapters)
+        modules = [self.adapters[name] for name in names]
+        x, out = take_rows(layer_input, selected), take_rows(output, selected)
+        down = torch.bmm(x, torch.stack([m.lora_A for m in modules]).transpose(1, 2))
+        delta = torch.bmm(down, torch.stack([m.lora_B for m in modules]).transpose(1, 2))
+        scalings = [m.scaling for m in modules]
+        if len(set(scalings)) == 1:
+            delta = delta * scalings[0]
+        else:
+            delta = delta * torch.tensor(scalings, dtype=delta.dtype, device=delta.device).view(-1, 1, 1)
+        changed = out + delta
+        if selected.span == (0, output.shape[0]):
+            return changed
+        result = output.clone()
+        put_rows(result, selected, changed)
+        return result
+
     def _on_output(self, module, args, output):
         setup = self.engine.setup_for(self)
         if setup is None:
@@ -138,6 +213,20 @@ class LoRALayer(ComposableLayer):
             return state
         hidden = self.weighted_mean(block, [p.hidden for p in parts], like=state.layer_output)
         return state._replace(hidden=hidden, last=parts[-1].last)
+
+
+def _batchable(modules: list) -> bool:
+    """True when every module is a plain LoRA (no DoRA, eval mode, no dropout to apply) of one shape: the
+    batched path of ``_lora_rows`` computes exactly what each one's forward and ``combine`` do."""
+    shape = None
+    for module in modules:
+        if type(module) is not LoRA or module.use_dora or module.training or module.lora_A.shape[0] != module.r:
+            return False
+        if shape is None:
+            shape = (module.lora_A.shape, module.lora_B.shape)
+        elif (module.lora_A.shape, module.lora_B.shape) != shape:
+            return False
+    return True
 
 
 def _map(state: LoRAState, fn) -> LoRAState:

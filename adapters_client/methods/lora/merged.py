@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from ...composition import AdapterCompositionBlock
-from ...errors import InvalidComposition
+from ...errors import InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran
 from .layer import LoRALayer
 from .modules import make_lora
@@ -32,6 +32,12 @@ class MergedQKVLoRALayer(LoRALayer):
         groups = sum(enabled)
         if groups == 0:
             return False
+        if config.use_dora or config.is_vera:
+            # the adapters library 1.3.0 fails on both here (DoRA when adding, VeRA in the forward pass)
+            variant = "DVoRA" if config.use_dora and config.is_vera else ("DoRA" if config.use_dora else "VeRA")
+            field = "use_dora" if config.use_dora else "vera_d"
+            raise InvalidAdapterConfig(f"{variant} on the fused q/k/v projection {self.path} is not supported "
+                                       "(as in the adapters library)", field=field)
         lora = make_lora(self.in_features, self.out_features // 3 * groups, config, groups=groups)
         self.adapters[name] = lora.to(self.module.weight.device)
         mask = torch.tensor(enabled).repeat_interleave(self.out_features // 3)

@@ -17,6 +17,7 @@ from ...composition import AdapterCompositionBlock, Stack
 from ...context import ForwardContext
 from ...errors import InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran, pick_parameter
+from .disentangled import DisentangledRoute
 from .modules import PrefixFlat, PrefixMLP
 from .projections import ProjectionRoute
 
@@ -27,13 +28,20 @@ MASK_ARGUMENTS = ("attention_mask", "mask")
 
 
 class _PrefixCache:
-    """Duck-typed HF cache whose ``update`` prepends the prefix keys/values (and proves it was used)."""
+    """Duck-typed HF cache whose ``update`` prepends the prefix keys/values (and proves it was used).
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, audit_key=None):
+    The cache the model passed (``inner``: filled during generation) is updated first, so the prefix goes in
+    front of the past and current keys/values and is never stored in it (the library's order).
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, audit_key=None, inner=None):
         self.keys, self.values, self.audit_key = keys, values, audit_key
+        self.inner = getattr(inner, "self_attention_cache", inner)  # EncoderDecoderCache: its self-attention part
 
     def update(self, key_states, value_states, layer_idx=None, *args, **kwargs):
         note_ran(self.audit_key)
+        if self.inner is not None:
+            key_states, value_states = self.inner.update(key_states, value_states, layer_idx, *args, **kwargs)
         keys, values = self.keys, self.values
         if keys.shape[0] != key_states.shape[0]:
             factor = key_states.shape[0] // keys.shape[0]
@@ -61,15 +69,16 @@ class PrefixTuning:
         self.prefixes: nn.ModuleDict = pool.prefix_tunings
         self.layer_ids: dict = {}  # name -> {layer index: position in the prefix module}
         config = engine.model_config
-        self.n_heads = config.num_attention_heads
-        self.head_dim = engine.hidden_size // self.n_heads
+        self.head_dim = engine.hidden_size // config.num_attention_heads
+        # grouped-query attention: the prefix has the key/value heads (the row's prefix_heads_attr)
+        self.n_heads = getattr(config, spec.prefix_heads_attr) if spec.prefix_heads_attr else config.num_attention_heads
         self.location = spec.prefix_location
         self.paths: dict = {}  # layer index -> path of its attention module (error messages)
-        by_projections = spec.prefix_route == "projections"
+        route = {"projections": ProjectionRoute, "disentangled": DisentangledRoute}.get(spec.prefix_route)
         for idx, layer in enumerate(get_path(engine.base_model, spec.layers, spec.model_type)):
             self.paths[idx] = f"{spec.layers}.{idx}.{spec.self_attention}"
-            if by_projections:
-                ProjectionRoute(self, idx, layer, spec)
+            if route is not None:
+                route(self, idx, layer, spec)
             else:
                 attention = get_path(layer, spec.self_attention, spec.model_type)
                 attention.register_forward_pre_hook(self._make_hook(idx, attention), with_kwargs=True)
@@ -155,20 +164,23 @@ class PrefixTuning:
                 return None
             keys, values = prefix
             args, kwargs = list(args), dict(kwargs)
+            inner = kwargs.get(cache_name) if cache_name in kwargs or cache_index >= len(args) else args[cache_index]
+            for name in stale_names:  # a deprecation shim would drop ours when both arrive
+                stale = kwargs.pop(name, None)
+                inner = stale if inner is None else inner
+            cache = _PrefixCache(keys, values, ("prefix", layer_idx), inner)
             in_kwargs = mask_name in kwargs or mask_index is None or mask_index >= len(args)
             mask = kwargs.get(mask_name) if in_kwargs else args[mask_index]
             if mask is None and self.engine.spec.causal:
                 hidden = args[0] if args else kwargs["hidden_states"]
-                mask = _causal_mask(hidden.shape[1], keys.shape[2], hidden.dtype, hidden.device)
+                past = cache.inner.get_seq_length(layer_idx) if hasattr(cache.inner, "get_seq_length") else 0
+                mask = _causal_mask(hidden.shape[1], keys.shape[2], hidden.dtype, hidden.device, past)
             else:
                 mask = _extend_mask(mask, keys.shape[2])
             if in_kwargs:
                 kwargs[mask_name] = mask
             else:
                 args[mask_index] = mask
-            for name in stale_names:  # a deprecation shim would drop ours when both arrive
-                kwargs.pop(name, None)
-            cache = _PrefixCache(keys, values, ("prefix", layer_idx))
             if cache_index < len(args) and cache_name not in kwargs:
                 args[cache_index] = cache
             else:
@@ -182,6 +194,9 @@ def _extend_mask(mask, length: int):
     """Prepend ``length`` always-visible positions to an attention mask (2D keep-mask or 4D)."""
     if mask is None:
         return None
+    if not isinstance(mask, torch.Tensor):  # e.g. flex attention's BlockMask
+        raise InvalidAdapterConfig(f"prefix tuning cannot extend an attention mask of type {type(mask).__name__} "
+                                   f"(use the eager or sdpa attention implementation)", field="attn_implementation")
     shape = list(mask.shape)
     shape[-1] = length
     if mask.dtype == torch.bool:
@@ -196,12 +211,13 @@ def _extend_mask(mask, length: int):
     return torch.cat([prefix, mask], dim=-1)
 
 
-def _causal_mask(length: int, prefix: int, dtype, device) -> torch.Tensor:
-    """Additive (1, 1, length, prefix + length) mask: every prefix position, then causal over the sequence."""
-    query = torch.arange(length, device=device)[:, None]
-    key = torch.arange(prefix + length, device=device)[None, :] - prefix
+def _causal_mask(length: int, prefix: int, dtype, device, past: int = 0) -> torch.Tensor:
+    """Additive (1, 1, length, prefix + past + length) mask: every prefix position, then causal over the cached
+    (``past``) and current positions."""
+    query = torch.arange(length, device=device)[:, None] + past
+    key = torch.arange(prefix + past + length, device=device)[None, :] - prefix
     blocked = key > query
-    mask = torch.zeros(length, prefix + length, dtype=dtype, device=device)
+    mask = torch.zeros(length, prefix + past + length, dtype=dtype, device=device)
     return mask.masked_fill(blocked, torch.finfo(dtype).min)[None, None]
 
 

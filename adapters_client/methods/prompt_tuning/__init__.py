@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
 from ...architectures import get_path
 from ...context import ForwardContext
-from ...errors import InvalidAdapterConfig
-from ...hooks import note_ran
+from ...errors import IncompatibleAdapter, InvalidAdapterConfig
+from ...hooks import note_ran, pick_parameter
 
 class SoftPrompt(nn.Module):
     """``prompt_embedding``: (prompt_length, hidden) as in the adapters library."""
@@ -45,14 +47,32 @@ class PromptTuning:
         engine.base_model.add_module("prompt_tuning", pool)
         self.prompts: nn.ModuleDict = pool.prompt_tunings
         self.embeddings_path = spec.prompt_embeddings
-        get_path(engine.base_model, self.embeddings_path, spec.model_type).register_forward_hook(self._on_embeddings)
+        embeddings = get_path(engine.base_model, self.embeddings_path, spec.model_type)
+        embeddings.register_forward_hook(self._on_embeddings)
+        self.mask_argument = spec.prompt_mask_argument
+        if self.mask_argument is not None:  # the embeddings read the mask: they get it without the prompt columns
+            pick_parameter(embeddings, (self.mask_argument,), spec.model_type, self.embeddings_path,
+                           "the attention mask of the embeddings")
+            self.mask_index = list(inspect.signature(embeddings.forward).parameters).index(self.mask_argument)
+            embeddings.register_forward_pre_hook(self._before_embeddings, with_kwargs=True)
         for layer in get_path(engine.base_model, spec.layers, spec.model_type):
             layer.register_forward_pre_hook(_fix_layer_mask, with_kwargs=True)
 
     def add(self, name: str, config) -> None:
         ref = self.engine._reference_param()
-        module = SoftPrompt(config, self.engine.hidden_size, self.engine.base_model.get_input_embeddings())
+        module = SoftPrompt(config, self._width(), self.engine.base_model.get_input_embeddings())
         self.prompts[name] = module.to(device=ref.device, dtype=ref.dtype)
+
+    def _width(self) -> int:
+        """The soft prompt's width: the row's ``prompt_size_attr`` of the config (else the hidden size)."""
+        attr = self.engine.spec.prompt_size_attr
+        if attr is None:
+            return self.engine.hidden_size
+        width = getattr(self.engine.model_config, attr, None)
+        if not isinstance(width, int):
+            raise IncompatibleAdapter(f"{self.engine.spec.model_type}: the model config has no integer {attr!r} "
+                                      f"(the width of the embeddings the soft prompt joins)", field=attr)
+        return width
 
     def delete(self, name: str) -> None:
         if name in self.prompts:
@@ -90,6 +110,21 @@ class PromptTuning:
         kwargs = dict(kwargs, attention_mask=torch.cat([ones, mask], dim=1))
         forward.extras["attention_mask"] = kwargs["attention_mask"]
         return args, kwargs
+
+    def _before_embeddings(self, module, args, kwargs):
+        forward = ForwardContext.current()
+        length = forward.extras.get("prompt_tokens_length") if forward is not None else None
+        if not length or self._active() is None:
+            return None
+        name, index = self.mask_argument, self.mask_index
+        positional = name not in kwargs and index < len(args)
+        mask = args[index] if positional else kwargs.get(name)
+        if mask is None:
+            return None
+        mask = mask[..., length:]
+        if positional:
+            return tuple(args[:index]) + (mask,) + tuple(args[index + 1:]), kwargs
+        return args, dict(kwargs, **{name: mask})
 
     def _on_embeddings(self, module, args, output):
         name = self._active()

@@ -29,16 +29,27 @@ from . import (ATOL, BACKBONES_DIR, CASE_FILE, CASES_DIR, DATA_FILE, EXPECTED_PR
                max_diff, rowwise)
 
 ROOT = Path(__file__).resolve().parents[3]
-ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2")
-PAD_IDS = {"bert": 0, "roberta": 1, "xlm-roberta": 1, "distilbert": 0, "gpt2": 0}
+ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama")
+PAD_IDS = {"bert": 0, "roberta": 1, "xlm-roberta": 1, "distilbert": 0, "gpt2": 0, "electra": 0, "deberta-v2": 0,
+           "llama": 0}
 VOCAB = 99
 ATTENTION = ("eager", "sdpa")
+# arch -> the attention implementations transformers 4.57 (the library's line) has for it, when not both;
+# our sdpa path on newer transformers is checked against the eager cases (tests/client/test_arch_rows.py)
+ATTENTION_OF = {"electra": ("eager",), "deberta-v2": ("eager",)}
 STD = 0.3  # randomised adapter / head / fusion weights (most methods start as the identity)
 METHODS = {
     "seq_bn": "seq_bn", "double_seq_bn": "double_seq_bn", "par_bn": "par_bn", "scaled_par_bn": "scaled_par_bn",
     "lora": "lora", "ia3": "ia3", "prefix_tuning": "prefix_tuning[prefix_length=5,bottleneck_size=24]",
     "prompt_tuning": "prompt_tuning[prompt_length=3]",
+    "dora": "dora", "vera": "vera", "dvora": "dvora",
+    # invertible adapters (NICE on the embedding output; its inverse in LM heads) and Compacter (PHM layers; the
+    # bottleneck size 32/4 = 8 must be divisible by phm_dim=4, the library's default reduction 32 gives 1)
+    "seq_bn_inv": "seq_bn_inv", "double_seq_bn_inv": "double_seq_bn_inv",
+    "compacter": "compacter[reduction_factor=4]", "compacter++": "compacter++[reduction_factor=4]",
 }
+# method -> head kind of its case (default: classification); LM heads apply the inverse of invertible adapters
+METHOD_HEADS = {"seq_bn_inv": "causal_lm", "double_seq_bn_inv": "causal_lm"}
 # head kind -> (library method, arguments, head type in the library's per-model ``head_types``)
 HEADS = {
     "classification": ("add_classification_head", {"num_labels": 3}, "classification"),
@@ -56,6 +67,10 @@ WRONG_UNDER_SDPA = {
                                "wrong polarity, so under sdpa the prefix has no effect; its eager path is right",
     ("distilbert", "prefix_tuning"): "adapters 1.3.0's DistilBERT sdpa path adds its keep value 1.0 to the prefix "
                                      "columns of the additive float mask (eager masks correctly)",
+    ("llama", "prefix_tuning"): "adapters 1.3.0's Llama sdpa path inverts its boolean keep-mask for the prefix "
+                                "columns (with padding the prefix is masked out: output = no prefix) and, with no "
+                                "mask, lets sdpa's is_causal align the causal mask to the top left of the longer "
+                                "key axis; its eager path is right (a row alone = that row in the batch)",
 }
 PROMPT_SDPA = ("adapters 1.3.0's sdpa path lets the prompt tokens attend to padded positions (the prompt rows "
                "of its extended mask are not masked); its eager path masks them")
@@ -65,6 +80,14 @@ for _arch in ARCHS[:4]:
 FAILS_UNDER_EAGER = {
     ("distilbert", "prompt_tuning"): "adapters 1.3.0 crashes (IndexError in prefix_attention_mask) on DistilBERT "
                                      "prompt tuning in eager mode: the eager mask it extends is 2-D",
+}
+# (arch, method) -> why the case's inputs have no padding (attention_mask all 1): the library is wrong on padded
+# rows and has no other attention path; the generator checks that, our padded output is checked row by row
+# in tests/client/test_arch_rows.py
+UNPADDED_INPUTS = {
+    ("deberta-v2", "prompt_tuning"): "adapters 1.3.0 extends DeBERTa-v2's (batch, 1, N, N) keep-mask with rows of "
+                                     "ones for the prompt, so the prompt tokens attend to padded positions (eager "
+                                     "is its only path); this case's inputs have no padding",
 }
 ROWWISE = ("library sdpa, each row alone and cut to its attended length (no padding, so the sdpa masking "
            "difference cannot arise)")
@@ -106,8 +129,22 @@ def backbone_model(arch: str):
                                                max_position_embeddings=64, **common),
         "gpt2": lambda: GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=2, eos_token_id=2,
                                    **common),
+        "electra": lambda: transformers.ElectraConfig(embedding_size=16, **bert_like),  # embeddings_project
+        # relative positions as in DeBERTa-v3: log buckets, c2p + p2c, shared keys, no absolute positions
+        "deberta-v2": lambda: transformers.DebertaV2Config(
+            relative_attention=True, position_buckets=8, max_relative_positions=16, pos_att_type=["p2c", "c2p"],
+            position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True, type_vocab_size=0,
+            **bert_like),
+        # grouped-query attention (4 query heads, 2 key/value heads), RoPE, RMSNorm, SiLU MLP
+        "llama": lambda: transformers.LlamaConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
+            max_position_embeddings=64, bos_token_id=2, eos_token_id=2, **common),
     }[arch]()
     return AutoModel.from_config(config)
+
+
+def attentions(arch: str) -> tuple:
+    return ATTENTION_OF.get(arch, ATTENTION)
 
 
 def backbone_path(arch: str) -> str:
@@ -261,7 +298,7 @@ def expected_outputs(spec: Spec, saved: dict, fusions: dict, inputs: dict, memor
     """``attn -> (outputs, source, notes)``: what OUR library must reproduce, checked against the library."""
     key = (spec.arch, spec.method)
     runs = {}
-    for attn in ATTENTION:
+    for attn in attentions(spec.arch):
         if key in FAILS_UNDER_EAGER and attn == "eager":
             try:
                 forward(reload_library(spec, attn, saved, fusions), inputs)
@@ -272,6 +309,10 @@ def expected_outputs(spec: Spec, saved: dict, fusions: dict, inputs: dict, memor
     assert max_diff(runs[memory_attn], memory) <= 1e-6, f"{spec.name}: saved files do not reproduce the model"
     notes = {"library_wrong_under_sdpa": WRONG_UNDER_SDPA.get(key), "library_fails_under_eager":
              FAILS_UNDER_EAGER.get(key)}
+    if key in UNPADDED_INPUTS:
+        notes["inputs_unpadded"] = UNPADDED_INPUTS[key]
+    if len(runs) == 1 and key not in FAILS_UNDER_EAGER:
+        return {attn: (outputs, f"library {attn}", notes) for attn, outputs in runs.items()}
     if key in FAILS_UNDER_EAGER:
         rows = rowwise(reload_library(spec, "sdpa", saved, fusions), inputs)
         assert max_diff(rows, runs["sdpa"]) > 1e-4, f"{key}: sdpa batch output is no longer wrong"
@@ -309,13 +350,17 @@ def write_case(spec: Spec, attn: str, saved: dict, fusions: dict, inputs: dict, 
 
 
 def generate(spec: Spec) -> None:
-    for attn in ATTENTION:
+    for attn in attentions(spec.arch):
         (spec.folder / attn).mkdir(parents=True, exist_ok=True)
     memory_attn = "sdpa" if (spec.arch, spec.method) in FAILS_UNDER_EAGER else "eager"
     model = build_library(spec, memory_attn)
     saved, fusions = save_parts(spec, model)
     inputs = make_inputs(spec.arch, spec.choices)
     activate(model, spec)
+    if (spec.arch, spec.method) in UNPADDED_INPUTS:
+        assert max_diff(forward(model, inputs), rowwise(model, inputs)) > 1e-4, \
+            f"{spec.name}: the library is right with padding now; revisit UNPADDED_INPUTS"
+        inputs = dict(inputs, attention_mask=torch.ones_like(inputs["attention_mask"]))
     memory = forward(model, inputs)
     effect_check(spec, model, inputs, memory)
     for attn, result in expected_outputs(spec, saved, fusions, inputs, memory, memory_attn).items():
@@ -323,13 +368,21 @@ def generate(spec: Spec) -> None:
 
 
 # --- the case families ------------------------------------------------------------------------------------
-SKIPPED = {("gpt2", "prompt_tuning"): "the library does not support prompt tuning on GPT-2"}
+SKIPPED = {("gpt2", "prompt_tuning"): "the library does not support prompt tuning on GPT-2",
+           ("llama", "prompt_tuning"): "the library does not support prompt tuning on Llama",
+           # grouped-query attention: k/v projections are narrower than q, VeRA's shared A/B cannot serve both
+           ("llama", "vera"): "the library's VeRA fails on Llama's grouped-query k/v projections in the forward",
+           ("llama", "dvora"): "the library's DVoRA fails on Llama's grouped-query k/v projections in the forward",
+           # GPT-2's fused c_attn: the library's DoRA fails when added (its magnitude init), VeRA in the forward
+           ("gpt2", "dora"): "the library's DoRA fails on GPT-2's fused c_attn (magnitude shape) when added",
+           ("gpt2", "vera"): "the library's VeRA fails on GPT-2's fused c_attn in the forward pass (no lora_A)",
+           ("gpt2", "dvora"): "the library's DVoRA fails on GPT-2's fused c_attn (magnitude shape) when added"}
 BN4, BN8 = "seq_bn[reduction_factor=4]", "seq_bn[reduction_factor=8]"
 
 
 def method_specs() -> list:
-    return [Spec("methods", f"{arch}-{method}", arch, {"x": config}, {"x": "classification"}, lambda: "x",
-                 method=method)
+    return [Spec("methods", f"{arch}-{method}", arch, {"x": config}, {"x": METHOD_HEADS.get(method, "classification")},
+                 lambda: "x", method=method)
             for arch in ARCHS for method, config in METHODS.items() if (arch, method) not in SKIPPED]
 
 
@@ -371,6 +424,8 @@ def check_skipped() -> None:
         model = adapters.AutoAdapterModel.from_pretrained(backbone_path(arch))
         try:
             model.add_adapter("x", config=METHODS[method])
+            model.set_active_adapters("x")  # some fail only when run (VeRA on GPT-2)
+            forward(model.eval(), make_inputs(arch))
         except Exception:  # noqa: BLE001 - any refusal counts
             continue
         raise AssertionError(f"the library accepts {method} on {arch} now ({why}); add the case")
@@ -396,6 +451,8 @@ def main(argv=None) -> None:
         head_types[arch] = set(type(adapters.AutoAdapterModel.from_pretrained(backbone_model_or_path(arch))).head_types)
     check_skipped()
     specs = backbone_specs() + method_specs() + head_specs(head_types) + composition_specs()
+    # a method case whose head the library does not offer on that arch (DeBERTa-v2 has no causal LM head)
+    specs = [spec for spec in specs if all(HEADS[kind][2] in head_types[spec.arch] for kind in spec.heads.values())]
     if args.only:
         specs = [spec for spec in specs if any(fnmatch(f"{spec.family}/{spec.name}", g) for g in args.only)]
         if not specs:
@@ -406,7 +463,7 @@ def main(argv=None) -> None:
         generate(spec)
         print(f"{spec.family}/{spec.name}", flush=True)
     size = sum(p.stat().st_size for p in CASES_DIR.rglob("*") if p.is_file())
-    print(f"{len(specs) * len(ATTENTION)} cases written; {size / 1e6:.2f} MB under {CASES_DIR.relative_to(ROOT)}")
+    print(f"{sum(len(attentions(spec.arch)) for spec in specs)} cases written; {size / 1e6:.2f} MB under {CASES_DIR.relative_to(ROOT)}")
 
 
 def backbone_model_or_path(arch: str) -> str:
