@@ -10,9 +10,6 @@ import contextlib
 import hashlib
 import logging
 import re
-import threading
-import time
-from collections import OrderedDict
 from contextlib import contextmanager
 
 from django.core.files import File
@@ -20,6 +17,7 @@ from django.core.files.storage import storages
 from django.db import connection
 
 from .errors import StorageUnavailable
+from .localcache import LocalCache
 
 log = logging.getLogger(__name__)
 
@@ -121,45 +119,17 @@ def download_url(key: str, filename: str, expires: int) -> str | None:
         return None
     where = (getattr(storage, "endpoint_url", None), getattr(storage, "custom_domain", None), storage.bucket_name)
     cache_key = (*where, key, filename, expires)
-    url = _signed.get(cache_key, max_age=expires / 4)
+    url = _signed.get(cache_key)
     if url is None:
         safe_name = re.sub(r'[^A-Za-z0-9._-]', "_", filename)
         params = {"ResponseContentDisposition": f'attachment; filename="{safe_name}"'}
         with store_errors("sign a download URL"):
             url = storage.url(key, parameters=params, expire=expires)
-        _signed.put(cache_key, url)
+        _signed.set(cache_key, url, expires / 4)
     return url
 
 
-class _SignedUrls:
-    """A bounded, thread-safe map of recently signed URLs with the time each was signed."""
-
-    def __init__(self, max_entries: int = 4096):
-        self.max_entries = max_entries
-        self.entries: OrderedDict = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key, max_age: float):
-        with self.lock:
-            entry = self.entries.get(key)
-            if entry is None or time.monotonic() - entry[1] > max_age:
-                return None
-            self.entries.move_to_end(key)
-            return entry[0]
-
-    def put(self, key, url: str) -> None:
-        with self.lock:
-            self.entries[key] = (url, time.monotonic())
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.entries.clear()
-
-
-_signed = _SignedUrls()
+_signed = LocalCache()  # (store, key, file name, expiry) -> a signed URL, for a quarter of its life
 
 
 @contextmanager

@@ -21,12 +21,12 @@ import functools
 import hashlib
 import threading
 import time
-from collections import OrderedDict
 
 from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpResponse, JsonResponse
 
+from ..localcache import LocalCache
 from . import caching
 from .throttles import FAST_THROTTLED, check_anonymous
 from .throttles import counter as throttle  # noqa: F401 - the shared counter (tests reset its pending hits)
@@ -55,36 +55,6 @@ def eligible(request) -> bool:
         and "format" not in request.GET
         and "direct" not in request.GET  # resolve's presigned URLs are signed and counted per request
     )
-
-
-class LocalCache:
-    """A bounded, thread-safe LRU of (bytes, expiry) for one process."""
-
-    def __init__(self, max_entries: int = 4096):
-        self.max_entries = max_entries
-        self.entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
-
-    def get(self, key: str) -> bytes | None:
-        with _lock:
-            entry = self.entries.get(key)
-            if entry is None:
-                return None
-            if entry[1] < time.monotonic():
-                del self.entries[key]
-                return None
-            self.entries.move_to_end(key)
-            return entry[0]
-
-    def set(self, key: str, body: bytes, seconds: float) -> None:
-        with _lock:
-            self.entries[key] = (body, time.monotonic() + seconds)
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with _lock:
-            self.entries.clear()
 
 
 local_cache = LocalCache()

@@ -50,13 +50,6 @@ def get_file(user, auth, file_id: int) -> VersionFile:
     return vf
 
 
-def _count(vfs) -> None:
-    """One download of each adapter whose counted file is among ``vfs``."""
-    adapter_ids = {vf.version.adapter_id for vf in vfs if vf.name in COUNTED_FILES}
-    if adapter_ids:
-        Adapter.objects.filter(pk__in=adapter_ids).update(download_count=F("download_count") + 1)
-
-
 def count_download_quickly(adapter_id: int) -> None:
     """One more download of an adapter, committed without waiting for the database's log flush
     (PostgreSQL ``synchronous_commit = off`` for this one transaction): a counter is the one write
@@ -97,5 +90,6 @@ def download_file(user, auth, file_id: int, *, expires: int | None = None) -> Do
     expires = expires or settings.HUB_DOWNLOAD_URL_EXPIRY
     url = download_url(vf.storage_key, vf.name, expires)
     handle = None if url else open_for_download(vf.storage_key)
-    _count([vf])
+    if vf.name in COUNTED_FILES:
+        Adapter.objects.filter(pk=vf.version.adapter_id).update(download_count=F("download_count") + 1)
     return Download(file=vf, url=url, handle=handle)

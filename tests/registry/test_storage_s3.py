@@ -8,7 +8,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from registry import storage
+from registry import localcache, storage
 from registry.errors import StorageUnavailable
 from tests.services import free_port
 
@@ -67,7 +67,7 @@ def test_signed_urls_are_reused_for_a_quarter_of_their_life_and_per_bucket(s3_we
     path, digest = _file(tmp_path, b"reused")
     key, _ = storage.put_file(path, digest)
     clock = [1000.0]
-    monkeypatch.setattr(storage.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(localcache.time, "monotonic", lambda: clock[0])
     storage._signed.clear()
     store = storage.weights_storage()
     signed = []
