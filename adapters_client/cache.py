@@ -146,7 +146,7 @@ def _stream_to(path: Path, response, size: int, name: str, progress: bool) -> tu
     return hasher.hexdigest(), written
 
 
-SYNC_EVERY = 16 * 1024 * 1024
+SYNC_EVERY = 4 * 1024 * 1024
 SMALL_FILE = 256 * 1024  # configs, heads, READMEs: hashed in line, no helper threads
 
 

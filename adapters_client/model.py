@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from contextlib import nullcontext
 from typing import Optional
 
@@ -124,17 +125,7 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
             return self._adapter_model_head(outputs, state, head, attention_mask, labels, return_dict, head_kwargs)
 
     def _row_adapters(self, adapter_names, batched, feature_dims: int):
-        """The engine's per-row plan for ``adapter_names`` (None when not given). Multiple-choice inputs
-        (batch, choices, ...) take one name per example, repeated for each of its choices."""
-        if adapter_names is None:
-            return None
-        if batched is None:
-            raise InvalidComposition("adapter_names needs input_ids or inputs_embeds (one name per row)")
-        names = adapter_names
-        if batched.dim() > feature_dims + 1 and isinstance(names, (list, tuple)) and len(names) == batched.shape[0]:
-            names = [name for name in names for _ in range(batched.shape[1])]
-        rows = batched.shape[0] * (batched.shape[1] if batched.dim() > feature_dims + 1 else 1)
-        return self.adapter_engine.row_adapters(names, rows, self.training)
+        return _row_plan(self, adapter_names, batched, feature_dims)
 
     def _row_heads(self, outputs, rows, head, attention_mask, labels, return_dict, head_kwargs):
         if not hasattr(self, "forward_head_rows"):
@@ -197,12 +188,60 @@ class AutoAdapterModel:
         return AdapterModel.from_config(config, **kwargs)
 
 
+def _row_plan(model, adapter_names, batched, feature_dims: int):
+    """The engine's per-row plan for ``adapter_names`` (None when not given). Multiple-choice inputs
+    (batch, choices, ...) take one name per example, repeated for each of its choices."""
+    if adapter_names is None:
+        return None
+    if batched is None:
+        raise InvalidComposition("adapter_names needs input_ids or inputs_embeds (one name per row)")
+    names = adapter_names
+    if batched.dim() > feature_dims + 1 and isinstance(names, (list, tuple)) and len(names) == batched.shape[0]:
+        names = [name for name in names for _ in range(batched.shape[1])]
+    rows = batched.shape[0] * (batched.shape[1] if batched.dim() > feature_dims + 1 else 1)
+    return model.adapter_engine.row_adapters(names, rows, model.training)
+
+
+def _forward_with_rows(original_forward):
+    """``original_forward`` (an ``init()``-wrapped model's own forward) taking ``adapter_names`` too: a
+    mixed-adapter batch, one adapter name (or None) per row, for this call only. The model's own head
+    (if any) runs on every row as usual. The signature is the original's plus the keyword, so the HF
+    Trainer's column filter and ``generate``'s keyword check still see the model's real arguments."""
+    signature = inspect.signature(original_forward)
+    if "adapter_names" in signature.parameters:  # a model of our own making: nothing to add
+        return original_forward
+    bind = signature.bind_partial
+
+    def forward(self, *args, adapter_names=None, **kwargs):
+        if adapter_names is None:
+            return original_forward(self, *args, **kwargs)
+        given = bind(self, *args, **kwargs).arguments
+        if given.get("input_ids") is not None:
+            rows = _row_plan(self, adapter_names, given["input_ids"], feature_dims=1)
+        else:
+            rows = _row_plan(self, adapter_names, given.get("inputs_embeds"), feature_dims=2)
+        with rows:
+            return original_forward(self, *args, **kwargs)
+
+    params = list(signature.parameters.values())
+    keyword = inspect.Parameter("adapter_names", inspect.Parameter.KEYWORD_ONLY, default=None)
+    at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+    forward.__signature__ = signature.replace(parameters=params[:at] + [keyword] + params[at:])
+    forward.__doc__ = original_forward.__doc__
+    forward.__name__ = "forward"
+    forward.__qualname__ = getattr(original_forward, "__qualname__", "forward")
+    return forward
+
+
 def init(model: nn.Module) -> nn.Module:
-    """Add adapter support (add_adapter, set_active_adapters, ...) to an already-built HF model in place."""
+    """Add adapter support (add_adapter, set_active_adapters, ...) to an already-built HF model in place.
+
+    Its forward also takes ``adapter_names=[...]`` (a mixed-adapter batch; see ``AdapterModel.forward``)."""
     if isinstance(model, ModelAdaptersMixin):
         return model
     get_spec(model.config.model_type)
     original = type(model)
-    model.__class__ = type(original.__name__, (ModelAdaptersMixin, original), {"__module__": original.__module__})
+    namespace = {"__module__": original.__module__, "forward": _forward_with_rows(original.forward)}
+    model.__class__ = type(original.__name__, (ModelAdaptersMixin, original), namespace)
     model._init_adapter_engine()
     return model

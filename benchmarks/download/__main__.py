@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.download                          # 1, 10 and 100 MB adapters
     .venv/bin/python -m benchmarks.download --sizes 1 --rounds 2     # a quick look
     .venv/bin/python -m benchmarks.download --save run.json
+    .venv/bin/python -m benchmarks.download --link-mbps 200     # across a 200 Mbit/s link
 
 For each size: a BERT backbone built from a config (hidden x layers chosen so that a
 seq_bn[reduction_factor=1] adapter has that size), its adapter saved without a head, uploaded
@@ -16,6 +17,10 @@ through the hub's upload endpoint and marked valid as the validator would. Then,
    from a cache that holds it, against ``safetensors.torch.load_file`` of the cached file +
    ``add_adapter`` + copying the tensors into the adapter's parameters; the adapter is deleted
    after every round.
+
+With ``--link-mbps N`` both sides cross the same rate-limited link (``link.py``: a proxy process in
+front of the hub and one in front of the S3 server, N Mbit/s each way, no added latency), as a user's
+download does; without it they run over loopback on this machine.
 
 Prints the median ratio with min and max per size and the targets (cold >= 0.9x raw from 10 MB,
 warm <= 1.1x plain). Exit status: 0 targets met, 1 a target missed or a sanity check failed,
@@ -53,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="bound on the whole run")
+    parser.add_argument("--link-mbps", type=float, default=None,
+                        help="put a link of this many Mbit/s (each way) between the client and both servers")
     parser.add_argument("--save", help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
     try:
@@ -61,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--sizes: comma-separated integers")
     if not args.sizes or any(s not in SHAPES for s in args.sizes):
         parser.error(f"--sizes: choose among {sorted(SHAPES)}")
+    if args.link_mbps is not None and args.link_mbps <= 0:
+        parser.error("--link-mbps: a positive number")
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds: at least 1")
     return args
@@ -76,15 +85,28 @@ def main(argv=None) -> int:
     os.environ["REDIS_URL"] = REDIS_URL  # the hub's cache, away from the other benchmarks' databases
     from benchmarks.load_soak import hub as hubs
 
+    from . import link
     from .rounds import Deadline, OutOfTime
+
+    links = []
+
+    def s3_front(endpoint: str) -> str:
+        proc, url = link.start(endpoint, args.link_mbps)
+        links.append(proc)
+        return url
 
     deadline = Deadline(time.monotonic() + args.max_seconds)
     work = Path(tempfile.mkdtemp(prefix="bench-download-"))
     hub = None
     try:
-        hub = hubs.prepare_hub(args.port, args.db_name, store="s3")
+        hub = hubs.prepare_hub(args.port, args.db_name, store="s3", s3_front=s3_front if args.link_mbps else None)
         hubs.start(hub, args.workers, args.threads)
-        results = {size: measure(size, i, hub, work, args, deadline) for i, size in enumerate(args.sizes)}
+        base_url = f"http://127.0.0.1:{hub.port}"
+        if args.link_mbps:
+            proc, base_url = link.start(base_url, args.link_mbps)
+            links.append(proc)
+        print(f"link: {f'{args.link_mbps:g} Mbit/s each way' if args.link_mbps else 'none (loopback)'}", flush=True)
+        results = {size: measure(size, i, hub, base_url, work, args, deadline) for i, size in enumerate(args.sizes)}
     except OutOfTime as exc:
         print(f"\nOUT OF TIME: {exc} (--max-seconds {args.max_seconds:.0f})", file=sys.stderr)
         return 2
@@ -92,13 +114,15 @@ def main(argv=None) -> int:
         traceback.print_exc()
         return 2
     finally:
+        for proc in links:
+            link.stop(proc)
         if hub is not None:
             hubs.stop(hub)
             _clear_cache()
         shutil.rmtree(work, ignore_errors=True)
     rows = report.checks(results)
     print()
-    print(report.download_table(results))
+    print(report.download_table(results, args.link_mbps))
     print()
     print(report.load_table(results))
     print()
@@ -110,7 +134,7 @@ def main(argv=None) -> int:
     print(f"\nVERDICT: {'PASS' if passed else 'FAIL'}")
     if args.save:
         meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-                "sizes": args.sizes, "workers": args.workers, "threads": args.threads}
+                "sizes": args.sizes, "workers": args.workers, "threads": args.threads, "link_mbps": args.link_mbps}
         report.save(args.save, report.to_json(results, meta, rows))
     return 0 if passed else 1
 
@@ -125,13 +149,12 @@ def _clear_cache() -> None:
         print(f"could not clear the hub's cache at {REDIS_URL}: {exc}", file=sys.stderr)
 
 
-def measure(size: int, index: int, hub, work: Path, args, deadline) -> dict:
+def measure(size: int, index: int, hub, base_url: str, work: Path, args, deadline) -> dict:
     from . import adapters
     from .rounds import breakdown, cold_download, download_rounds, load_rounds
 
     hidden, layers = SHAPES[size]
     rounds = args.rounds or (3 if size >= 100 else 5)
-    base_url = f"http://127.0.0.1:{hub.port}"
     deadline.check(f"building the {size} MB adapter")
     model = adapters.build_model(hidden, layers, f"bench/bert-h{hidden}-l{layers}")
     adapter = adapters.save(model, size, hidden, layers, work / f"adapter-{size}", index)

@@ -14,8 +14,9 @@ def _ratio(d: dict) -> str:
     return f"{d['ratio_median']:.2f}x [{d['ratio_min']:.2f}, {d['ratio_max']:.2f}]"
 
 
-def download_table(results: dict) -> str:
-    lines = ["Cold download vs raw GET of the same S3 object (MB/s, MB = 10^6 bytes, medians of rounds)",
+def download_table(results: dict, link_mbps=None) -> str:
+    where = f"across a {link_mbps:g} Mbit/s link" if link_mbps else "over loopback"
+    lines = [f"Cold download vs raw GET of the same S3 object, {where} (MB/s, MB = 10^6 bytes, medians of rounds)",
              f"{'size':<8}{'file bytes':>12}{'rounds':>8}{'raw MB/s':>10}{'cold MB/s':>11}"
              f"{'cold/raw median [min, max]':>29}{'target':>10}"]
     for r in results.values():

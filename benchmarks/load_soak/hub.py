@@ -41,8 +41,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_moto(env: dict) -> tuple[subprocess.Popen, dict]:
-    """A moto S3 server on 127.0.0.1 with one bucket; returns the process and the S3 settings."""
+def _start_moto(env: dict, s3_front=None) -> tuple[subprocess.Popen, dict]:
+    """A moto S3 server on 127.0.0.1 with one bucket; returns the process and the S3 settings.
+
+    ``s3_front(endpoint) -> endpoint``: what the hub is told instead of the server's own address (a
+    link in front of it, benchmarks/download/link.py); the settings keep the server's own address."""
     import boto3
 
     port = _free_port()
@@ -61,20 +64,23 @@ def _start_moto(env: dict) -> tuple[subprocess.Popen, dict]:
                 proc.kill()
                 raise SystemExit("moto S3 server did not start")
             time.sleep(0.3)
-    env.update({"HUB_S3_BUCKET": "soak-weights", "HUB_S3_ENDPOINT_URL": endpoint, "HUB_S3_ACCESS_KEY_ID": "test",
+    hub_endpoint = s3_front(endpoint) if s3_front is not None else endpoint
+    env.update({"HUB_S3_BUCKET": "soak-weights", "HUB_S3_ENDPOINT_URL": hub_endpoint, "HUB_S3_ACCESS_KEY_ID": "test",
                 "HUB_S3_SECRET_ACCESS_KEY": "test"})
     return proc, {"endpoint": endpoint, "bucket": "soak-weights", "client": client}
 
 
-def prepare_hub(port: int, db_name: str, store: str = "fs", seed_adapters: int = 0) -> Hub:
-    """Everything but the server: database, directories, data, token. Sets up Django here."""
+def prepare_hub(port: int, db_name: str, store: str = "fs", seed_adapters: int = 0, s3_front=None) -> Hub:
+    """Everything but the server: database, directories, data, token. Sets up Django here.
+
+    ``s3_front``: see ``_start_moto`` (S3 store only)."""
     work = Path(tempfile.mkdtemp(prefix="hub-soak-"))
     hub = Hub(port, db_name, work, work / "upload-tmp", store)
     hub.upload_tmp.mkdir()
     env = {"DJANGO_SETTINGS_MODULE": "benchmarks.load_soak.settings", "DATABASE_URL": recreate_database(db_name),
            "HUB_VAR_DIR": str(work), "HUB_UPLOAD_TMP_DIR": str(hub.upload_tmp)}
     if store == "s3":
-        proc, hub.s3 = _start_moto(env)
+        proc, hub.s3 = _start_moto(env, s3_front)
         hub.procs.append(proc)
     else:
         hub.weights_dir = work / "weights"

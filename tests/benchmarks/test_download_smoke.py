@@ -49,18 +49,22 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_download_benchmark_at_1_mb_prints_and_saves_sane_figures(tmp_path):
+@pytest.mark.parametrize("link_mbps", [None, 40.0], ids=["loopback", "link-40mbps"])
+def test_download_benchmark_at_1_mb_prints_and_saves_sane_figures(tmp_path, link_mbps):
     saved = tmp_path / "run.json"
     db_name = f"bench_smoke_download_{os.getpid()}"
     env = {k: v for k, v in os.environ.items()
            if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "ADAPTERS_OFFLINE", "ADAPTERS_CACHE"}}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.download", "--sizes", "1", "--rounds", "2", "--db-name", db_name,
-         "--port", str(free_port()), "--max-seconds", "120", "--save", str(saved)],
+         "--port", str(free_port()), "--max-seconds", "120", "--save", str(saved),
+         *(["--link-mbps", str(link_mbps)] if link_mbps else [])],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: a target missed
 
-    result = json.loads(saved.read_text())["sizes"]["1"]
+    data = json.loads(saved.read_text())
+    assert data["meta"]["link_mbps"] == link_mbps
+    result = data["sizes"]["1"]
     size = result["weights_bytes"]
     assert TENSOR_BYTES < size < TENSOR_BYTES + 4096, size
     download, load = result["download"], result["load"]
@@ -77,6 +81,15 @@ def test_download_benchmark_at_1_mb_prints_and_saves_sane_figures(tmp_path):
     first = download["measured"][0] / ((download["baseline"][0] + download["baseline"][1]) / 2)
     assert download["ratios"][0] == pytest.approx(first)
 
+    if link_mbps:  # both sides crossed the link: neither beat its rate (MB = 10^6 bytes; one burst is free)
+        from benchmarks.download.link import BURST
+
+        ceiling = link_mbps / 8 * size / (size - BURST)
+        for mb_per_s in download["baseline"] + download["measured"]:
+            assert mb_per_s <= ceiling, (download, ceiling)
+        assert f"across a {link_mbps:g} Mbit/s link" in proc.stdout
+    else:
+        assert "over loopback" in proc.stdout
     cold = _row(proc.stdout, "Cold download vs raw GET")
     assert cold[2:5] == [str(size), "2", f"{download['baseline_median']:.1f}"], cold
     assert float(cold[5]) == pytest.approx(download["measured_median"], abs=0.051)
