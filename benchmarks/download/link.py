@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import socket
 import subprocess
 import sys
@@ -81,14 +82,20 @@ async def _serve(listen: int, target: tuple[str, int], rate: float) -> None:
             sock = w.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.gather(_pump(client_reader, server_writer, up), _pump(server_reader, client_writer, down))
-        for w in (client_writer, server_writer):
-            w.close()
+        try:
+            await asyncio.gather(_pump(client_reader, server_writer, up), _pump(server_reader, client_writer, down))
+        except asyncio.CancelledError:  # shutting down (SIGTERM): close both ends quietly
+            pass
+        finally:
+            for w in (client_writer, server_writer):
+                w.close()
 
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     server = await asyncio.start_server(handle, "127.0.0.1", listen)
     print(f"link 127.0.0.1:{listen} -> {target[0]}:{target[1]} at {rate * 8 / 1e6:g} Mbit/s", flush=True)
     async with server:
-        await server.serve_forever()
+        await stopping.wait()  # SIGTERM (``stop``): asyncio.run then cancels the open connections' tasks
 
 
 def free_port() -> int:

@@ -115,3 +115,37 @@ def test_a_dead_origin_closes_the_client_connection():
 def test_bucket_refuses_a_non_positive_rate():
     with pytest.raises(ValueError, match="positive"):
         link.Bucket(0)
+
+
+def test_stopping_with_a_connection_open_is_quiet():
+    """SIGTERM (what the benchmark sends at its end) closes open connections without tracebacks."""
+    import socket
+
+    origin = socket.socket()
+    origin.bind(("127.0.0.1", 0))
+    origin.listen()
+    port = link.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.download.link", "--listen", str(port), "--target",
+                             f"127.0.0.1:{origin.getsockname()[1]}", "--mbps", "10"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the link did not start"
+                time.sleep(0.1)
+        client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        upstream, _ = origin.accept()
+        assert upstream.recv(100).startswith(b"GET / ")  # the connection is open through the link
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr.read() == b""
+        client.close()
+        upstream.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        origin.close()
