@@ -31,6 +31,10 @@ class BottleneckSite:
     hidden: str  # module whose output (or output[0]) is the sub-layer output before residual + LN
     residual: ResidualSource
     layer_norm: Optional[str]  # post-LN models: LN applied to (hidden + residual); None: the host adds residual
+    # host adds the residual (``layer_norm`` None): a LayerNorm the adapter itself applies to (hidden + residual)
+    # before it runs, as the library's plugin interface does with ``layer_ln_1`` (ModernBERT: ``mlp_norm``); the
+    # host's own call of that module is untouched
+    pre_norm: Optional[str] = None
 
 
 PREFIX_ROUTES = ("cache", "projections", "disentangled")
@@ -79,7 +83,45 @@ class ArchSpec:
     # implies (DeBERTa-v2: no causal LM head); ``heads.dispatch.refuses_head`` reads it
     refused_heads: tuple = ()
     # path from the base model to the module whose output is the embedding output (invertible adapters run on it)
-    embedding_output: str = "embeddings"
+    # (None: invertible adapters are refused, T5: its stack's dropout runs after the embeddings and again at the end)
+    embedding_output: Optional[str] = "embeddings"
+    # the library reaches this architecture only through its plugin interface (``adapters.init`` with an
+    # ``AdapterModelInterface``; Qwen2, ModernBERT): no ``*AdapterModel`` class, bottleneck adapters hooked into the
+    # host, which refuses ``original_ln_after=False``; ``model_class`` is then the base model's class name
+    library_interface: bool = False
+    # attention implementations under which transformers 4.x runs the model on unpadded (tokens, hidden) tensors
+    # (ModernBERT's flash_attention_2): a forward with adapters active is refused there (the per-row steps and the
+    # batch replication need the batch dimension, and no reference runs that path); transformers 5 never unpads
+    unpadded_attention: tuple = ()
+    # encoder-decoder models (BART): ``layers`` is the encoder's list and ``decoder_layers`` the decoder's; the
+    # library numbers them on (encoder 0..n-1, decoder n..n+m-1: leave_out, skip_layers and reduction factors
+    # use those indices). ``decoder_sites``: the bottleneck positions of a decoder layer (with the cross-attention
+    # site, location key "cross_adapter"); ``cross_attention``: a decoder layer's cross-attention module, whose
+    # q/k/v (``cross_lora_attn``) LoRA wraps under the library's "selfattn" location
+    decoder_layers: Optional[str] = None
+    decoder_sites: tuple = ()
+    cross_attention: Optional[str] = None
+    cross_lora_attn: Optional[dict] = None
+    # prefix keys (the library's location keys) of the encoder's self-attention and the decoder's cross-attention;
+    # ``prefix_location`` is then the decoder self-attention's
+    encoder_prefix_location: Optional[str] = None
+    cross_prefix_location: Optional[str] = None
+    # path from the base model to the module that carries the ``invertible_adapters`` dict ("": the base model;
+    # BART: "encoder", the library's ``invertible_adapters_base_name``)
+    invertible_host: str = ""
+    # T5: the decoder output reaches the heads (and a forward without head) times d_model**-0.5 when the config
+    # ties the word embeddings; sequence heads read the unscaled output at the last <eos>
+    tied_output_scale: bool = False
+    # method of the base model that makes decoder_input_ids from input_ids (or from a seq2seq LM head's labels)
+    # when none are given (T5: ``_shift_right``); None: the base model does it itself (BART) or needs them
+    decoder_inputs_from: Optional[str] = None
+    # LoRA's "intermediate" projection where the layer has it instead of ``lora_intermediate`` (T5's gated FF:
+    # ``DenseReluDense.wi_1``, as the library chooses)
+    gated_lora_intermediate: Optional[str] = None
+
+    @property
+    def encoder_decoder(self) -> bool:
+        return self.decoder_layers is not None
 
     def __post_init__(self) -> None:
         if self.prefix_route is not None and self.prefix_route not in PREFIX_ROUTES:
@@ -186,6 +228,131 @@ _LLAMA = ArchSpec(
     last_token_heads=True,
 )
 
+# Mistral: the library's native MistralAdapterModel has Llama's layout (its sliding window lives in the mask)
+_MISTRAL = replace(_LLAMA, model_type="mistral", model_class="MistralAdapterModel")
+
+# Qwen2: Llama's layout (biases on q/k/v, optional sliding window per layer); adapters 1.3.0 reaches it only through
+# its pre-supported plugin interface: sites after the attention and the MLP output (residual: the inputs of
+# input_layernorm / post_attention_layernorm), LoRA "intermediate" = mlp.up_proj and "output" = mlp.down_proj
+# (Llama's native row has them the other way round); no prefix or prompt tuning there
+_QWEN2 = replace(
+    _LLAMA, model_type="qwen2", model_class="Qwen2Model",
+    sites=(
+        BottleneckSite("mh_adapter", "attention_adapters", True, "self_attn",
+                       ResidualSource("input_layernorm", 0, ("hidden_states", "input")), None),
+        BottleneckSite("output_adapter", "output_adapters", True, "mlp",
+                       ResidualSource("post_attention_layernorm", 0, ("hidden_states", "input")), None),
+    ),
+    lora_intermediate="mlp.up_proj", lora_output="mlp.down_proj", prefix_route=None, prefix_heads_attr=None,
+    library_interface=True,
+)
+
+# ModernBERT: pre-LN encoder, fused Wqkv, GLU MLP (Wi -> Wo), alternating global / sliding-window attention;
+# adapters 1.3.0's pre-supported plugin interface: the attention site after attn.Wo with the attention's (already
+# normalised) input as residual and mlp_norm applied by the adapter (``layer_ln_1``), the output site after the
+# MLP with its (normalised) input as residual; LoRA/IA3 on the fused Wqkv, mlp.Wi ("intermediate"), mlp.Wo ("output")
+_MODERNBERT = ArchSpec(
+    model_type="modernbert",
+    model_class="ModernBertModel",
+    base_prefix="model",
+    layers="layers",
+    sites=(
+        BottleneckSite("mh_adapter", "attention_adapters", True, "attn.Wo",
+                       ResidualSource("attn", 0, ("hidden_states",)), None, pre_norm="mlp_norm"),
+        BottleneckSite("output_adapter", "output_adapters", True, "mlp",
+                       ResidualSource("mlp", 0, ("hidden_states",)), None),
+    ),
+    lora_attn={},
+    merged_qkv="attn.Wqkv",
+    lora_intermediate="mlp.Wi",
+    lora_output="mlp.Wo",
+    self_attention="attn",
+    prompt_embeddings=None,  # the plugin interface does not support prompt tuning on ModernBERT
+    prefix_route=None,  # nor prefix tuning
+    library_interface=True,
+    unpadded_attention=("flash_attention_2",),
+)
+
+# BART: post-LN encoder-decoder (BERT's residual + LayerNorm order, functional dropout). Sites after self-attention,
+# the decoder's cross-attention (encoder_attn) and fc2, each followed by the host's residual + LayerNorm, as the
+# library's containers attention_adapters / cross_attention_adapters / output_adapters; LoRA on every attention's
+# q/k/v (self and cross: the library's "selfattn"), fc1 ("intermediate"), fc2 ("output"); prefixes on the encoder
+# self-attention ("encoder_prefix"), decoder self-attention ("self_prefix") and cross-attention ("cross_prefix");
+# the library has no prompt tuning for BART; invertible adapters run on the encoder's layernorm_embedding output
+_BART_SELF = BottleneckSite("mh_adapter", "attention_adapters", True, "self_attn",
+                            ResidualSource("", 0, ("hidden_states",)), "self_attn_layer_norm")
+_BART_OUT = BottleneckSite("output_adapter", "output_adapters", True, "fc2",
+                           ResidualSource("fc1", 0, ("input",)), "final_layer_norm")
+_BART = ArchSpec(
+    model_type="bart",
+    model_class="BartAdapterModel",
+    base_prefix="model",
+    layers="encoder.layers",
+    sites=(_BART_SELF, _BART_OUT),
+    decoder_layers="decoder.layers",
+    decoder_sites=(_BART_SELF,
+                   BottleneckSite("cross_adapter", "cross_attention_adapters", True, "encoder_attn",
+                                  ResidualSource("encoder_attn", 0, ("hidden_states",)), "encoder_attn_layer_norm"),
+                   _BART_OUT),
+    lora_attn={"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj"},
+    cross_lora_attn={"q": "encoder_attn.q_proj", "k": "encoder_attn.k_proj", "v": "encoder_attn.v_proj"},
+    lora_intermediate="fc1",
+    lora_output="fc2",
+    self_attention="self_attn",
+    cross_attention="encoder_attn",
+    prompt_embeddings=None,
+    prefix_location="self_prefix",
+    encoder_prefix_location="encoder_prefix",
+    cross_prefix_location="cross_prefix",
+    hidden_size_attr="d_model",
+    refused_heads=("tagging", "multiple_choice", "causal_lm", "masked_lm"),
+    embedding_output="encoder.layernorm_embedding",
+    invertible_host="encoder",
+)
+
+# T5: pre-RMSNorm encoder-decoder whose blocks hold their sub-layers in ``layer`` (self-attention, the decoder's
+# cross-attention, the FF last: "layer.-1"); each sub-layer carries the library's ``adapters`` dict itself and adds
+# its residual (the adapter's output replaces that sum, as on GPT-2). LoRA on q/k/v of every attention (no
+# biases), DenseReluDense.wi ("intermediate") and .wo ("output"); the decoder output is scaled by d_model**-0.5
+# before the heads when the embeddings are tied (``tied_output_scale``); without decoder inputs the model shifts
+# input_ids (or a seq2seq LM head's labels) right (``decoder_inputs_from``). Prefixes through the cache (the
+# attention computes its relative position bias over prefix + keys, as the library's); no prompt tuning in the
+# library; invertible adapters refused (the stack's dropout also runs after its final norm: no single hook).
+def _t5_site(key: str, sublayer: str, hidden: str) -> BottleneckSite:
+    return BottleneckSite(key, sublayer, False, f"{sublayer}.{hidden}", ResidualSource(sublayer, 0, ("hidden_states",)),
+                          None)
+
+
+_T5_SELF = _t5_site("mh_adapter", "layer.0", "SelfAttention")
+_T5_FF = _t5_site("output_adapter", "layer.-1", "DenseReluDense")
+_T5 = ArchSpec(
+    model_type="t5",
+    model_class="T5AdapterModel",
+    base_prefix="transformer",
+    layers="encoder.block",
+    sites=(_T5_SELF, _T5_FF),
+    decoder_layers="decoder.block",
+    decoder_sites=(_T5_SELF, _t5_site("cross_adapter", "layer.1", "EncDecAttention"), _T5_FF),
+    lora_attn={"q": "layer.0.SelfAttention.q", "k": "layer.0.SelfAttention.k", "v": "layer.0.SelfAttention.v"},
+    cross_lora_attn={"q": "layer.1.EncDecAttention.q", "k": "layer.1.EncDecAttention.k",
+                     "v": "layer.1.EncDecAttention.v"},
+    lora_intermediate="layer.-1.DenseReluDense.wi",
+    gated_lora_intermediate="layer.-1.DenseReluDense.wi_1",
+    lora_output="layer.-1.DenseReluDense.wo",
+    self_attention="layer.0.SelfAttention",
+    cross_attention="layer.1.EncDecAttention",
+    prompt_embeddings=None,
+    prefix_location="self_prefix",
+    encoder_prefix_location="encoder_prefix",
+    cross_prefix_location="cross_prefix",
+    hidden_size_attr="d_model",
+    refused_heads=("tagging", "multiple_choice", "causal_lm", "masked_lm"),
+    embedding_output=None,
+    invertible_host="encoder",
+    tied_output_scale=True,
+    decoder_inputs_from="_shift_right",
+)
+
 ARCHITECTURES = {
     "bert": _bert_like("bert", "bert", "BertAdapterModel"),
     "roberta": _bert_like("roberta", "roberta", "RobertaAdapterModel"),
@@ -196,6 +363,11 @@ ARCHITECTURES = {
     "electra": _bert_like("electra", "electra", "ElectraAdapterModel", prompt_size_attr="embedding_size"),
     "deberta-v2": _DEBERTA_V2,
     "llama": _LLAMA,
+    "bart": _BART,
+    "t5": _T5,
+    "mistral": _MISTRAL,
+    "qwen2": _QWEN2,
+    "modernbert": _MODERNBERT,
 }
 
 
@@ -225,7 +397,13 @@ def get_path(module, path: str, arch: Optional[str] = None):
     A missing attribute is a HookTargetMissing naming ``arch``, the path and the ``transformers`` version.
     """
     for part in filter(None, path.split(".")):
-        child = getattr(module, part, None)
+        if part.startswith("-") and part[1:].isdigit():  # "-1": the last entry of a ModuleList (T5's FF layer)
+            try:
+                child = module[int(part)]
+            except (TypeError, IndexError):
+                child = None
+        else:
+            child = getattr(module, part, None)
         if child is None:
             from .hooks import target_missing
 

@@ -13,6 +13,7 @@ from .architectures import ArchSpec, get_path, get_spec
 from .composition import AdapterCompositionBlock, Fuse, Parallel, Stack, parse_composition
 from .configs import BnConfig, MethodConfig, load_config
 from .configs.methods import MethodSpec, method_for_config, registered_methods
+from .configs.union import config_parts, parts_by_method
 from .context import (_NO_OVERRIDE, AdapterSetup, ForwardContext, MixedRows, Replication, RowAdapters,
                       repeat_batched, row_override)
 from .errors import AdapterNameNotFound, IncompatibleAdapter, InvalidAdapterConfig, InvalidComposition
@@ -21,7 +22,8 @@ from .methods.registry import add_model_parts, extension_for, sites_for
 
 # the ForwardContext a base-model pre-hook opened itself (no AdapterModel.forward around it)
 _OWNED: contextvars.ContextVar = contextvars.ContextVar("adapters_client_owned_context", default=None)
-_BATCHED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+_BATCHED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds",
+                   "decoder_input_ids", "decoder_attention_mask", "decoder_inputs_embeds")  # the last: seq2seq
 _RECORDING = ("output_hidden_states", "output_attentions")  # per-layer outputs would mix batch sizes
 
 
@@ -61,8 +63,30 @@ class AdapterEngine:
         self.base_model.register_forward_hook(self._after_base_forward)
 
     def layers(self):
-        """The base model's transformer layers (``spec.layers``)."""
-        return get_path(self.base_model, self.spec.layers, self.spec.model_type)
+        """The base model's transformer layers (``spec.layers``); encoder-decoder models: the encoder's, then
+        the decoder's (``spec.decoder_layers``), numbered on as the library does."""
+        layers = get_path(self.base_model, self.spec.layers, self.spec.model_type)
+        if self.spec.decoder_layers is None:
+            return layers
+        return list(layers) + list(get_path(self.base_model, self.spec.decoder_layers, self.spec.model_type))
+
+    @functools.cached_property
+    def num_encoder_layers(self) -> int:
+        """Layers before the decoder's (all of them for models without a decoder list)."""
+        return len(get_path(self.base_model, self.spec.layers, self.spec.model_type))
+
+    def is_decoder_layer(self, layer_idx: int) -> bool:
+        return self.spec.decoder_layers is not None and layer_idx >= self.num_encoder_layers
+
+    def layer_path(self, layer_idx: int) -> str:
+        """Path from the base model to layer ``layer_idx`` (in the library's numbering), for messages and keys."""
+        if self.is_decoder_layer(layer_idx):
+            return f"{self.spec.decoder_layers}.{layer_idx - self.num_encoder_layers}"
+        return f"{self.spec.layers}.{layer_idx}"
+
+    def bottleneck_sites_of(self, layer_idx: int) -> tuple:
+        """The BottleneckSite rows of layer ``layer_idx`` (a decoder layer's own, with cross-attention)."""
+        return self.spec.decoder_sites if self.is_decoder_layer(layer_idx) else self.spec.sites
 
     @property
     def num_layers(self) -> int:
@@ -91,7 +115,7 @@ class AdapterEngine:
             if not overwrite_ok:
                 raise InvalidAdapterConfig(f"an adapter named {name!r} already exists", field="name")
             self.delete(name)
-        for idx in config.get("leave_out", []) or []:
+        for idx in (i for part in config_parts(config) for i in (part.get("leave_out", []) or [])):
             if idx >= self.num_layers:
                 raise InvalidAdapterConfig(f"leave_out names layer {idx} but the model has {self.num_layers}",
                                            field="leave_out")
@@ -105,15 +129,22 @@ class AdapterEngine:
         return config
 
     def _add_modules(self, name: str, config: MethodConfig) -> None:
-        method: MethodSpec = method_for_config(config)  # the registry (configs/methods.py)
-        if method.scope == "layer":
-            ref = self._reference_param()
-            for site in sites_for(self, method):
-                if site.add(name, config):
-                    site.adapters[name].to(device=ref.device, dtype=ref.dtype)
-            add_model_parts(self, method, name, config)  # model-wide modules of a per-layer method
-        else:
-            extension_for(self, method).add(name, config)
+        # the registry (configs/methods.py); a config union (configs/union.py) adds each part under this name
+        for method, parts in parts_by_method(config):
+            if method.scope == "layer":
+                ref = self._reference_param()
+                for site in sites_for(self, method):
+                    for part in parts:
+                        held = name in site.adapters
+                        if site.add(name, part):
+                            if held:  # the library refuses a place two parts of one union claim
+                                raise InvalidAdapterConfig(f"two {method.name} configs of the union {name!r} "
+                                                           f"claim {site.path}", field="configs")
+                            site.adapters[name].to(device=ref.device, dtype=ref.dtype)
+                for part in parts:
+                    add_model_parts(self, method, name, part)  # model-wide modules of a per-layer method
+            else:
+                extension_for(self, method).add(name, parts[0])
         self._set_mode(name, self.base_model.training)
 
     def delete(self, name: str) -> None:
@@ -253,7 +284,7 @@ class AdapterEngine:
             config = self.configs.get(name)
             if config is None:
                 raise AdapterNameNotFound(f"no adapter named {name!r} in this model", field="adapter_names")
-            if method_for_config(config).scope != "layer":
+            if any(method.scope != "layer" for method, _ in parts_by_method(config)):
                 raise InvalidComposition(f"adapter {name!r} ({type(config).__name__}) changes the sequence or the "
                                          f"attention of its rows; it cannot share a mixed-adapter batch")
         merged = sorted({layer.merged for layer in self.lora_layers if layer.merged})
@@ -270,6 +301,17 @@ class AdapterEngine:
         return plan
 
     # --- forward bookkeeping ---
+    def _refuse_unpadded(self) -> None:
+        """IncompatibleAdapter when transformers runs this model unpadded (``spec.unpadded_attention``)."""
+        import transformers
+
+        attn = getattr(self.model_config, "_attn_implementation", None)
+        if attn in self.spec.unpadded_attention and int(transformers.__version__.split(".")[0]) < 5:
+            raise IncompatibleAdapter(
+                f"{self.spec.model_type} with attn_implementation={attn!r} runs on unpadded tensors in transformers "
+                f"{transformers.__version__}, which adapters do not support; use 'sdpa' or 'eager'",
+                field="attn_implementation")
+
     def _before_base_forward(self, module, args, kwargs):
         stale = _OWNED.get()
         if stale is not None:  # a previous forward raised before its end hook ran
@@ -283,7 +325,11 @@ class AdapterEngine:
             _OWNED.set(context)
             forward = context.state
         changed = False
+        if self.spec.encoder_decoder:
+            forward.extras["encoder_skipped"] = kwargs.get("encoder_outputs") is not None
         setup, _ = self.current_setup()
+        if setup is not None and self.spec.unpadded_attention:
+            self._refuse_unpadded()
         channels = setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
         if channels > 1 and forward.original_batch_size is None and forward.pending_replication is None:
             batch = _input_batch_size(args, kwargs)
@@ -313,6 +359,10 @@ class AdapterEngine:
         expected = {id(site): site.path for site in self.all_sites() if self.setup_for(site) is not None}
         for ext in self.extensions.values():
             expected.update(ext.expected_sites())
+        forward = ForwardContext.current()
+        if forward is not None and forward.extras.get("encoder_skipped"):  # encoder_outputs given: no encoder run
+            encoder = f"{self.spec.layers}."
+            expected = {key: path for key, path in expected.items() if not path.startswith(encoder)}
         return expected
 
     def _finish_audit(self) -> None:
@@ -332,8 +382,8 @@ class AdapterEngine:
         sizes) and no per-layer outputs are recorded (hidden states, attentions). Skipped lower layers
         then run once, as in the adapters library.
         """
-        if not self._replicate_at_layers or len(args) > 1:
-            return None
+        if not self._replicate_at_layers or len(args) > 1 or self.spec.encoder_decoder:
+            return None  # encoder-decoder: encoder and decoder inputs are replicated together, at the input
         if self.base_model.training and any(
                 getattr(m, "gradient_checkpointing", False) is True for m in self.base_model.modules()):
             return None  # checkpointed layers recompute outside this forward's state
@@ -394,9 +444,14 @@ class AdapterEngine:
         return None
 
     def record_gate(self, name, layer_idx, location, gate) -> None:
+        """``output_adapter_gating_scores``: the library's layout, gates squeezed (one value per row, or per row and
+        gate) and the gates of one location (LoRA's q and v) put side by side as columns."""
         forward = ForwardContext.current()
         if forward is not None and forward.extras.get("output_gating"):
-            forward.gating_scores.setdefault(name, {}).setdefault(layer_idx, {})[location] = gate.detach()
+            score = gate.detach().squeeze()
+            score = score.reshape(1) if score.dim() == 0 else score
+            places = forward.gating_scores.setdefault(name, {}).setdefault(layer_idx, {})
+            places[location] = torch.column_stack((places[location], score)) if location in places else score
 
     def record_fusion_attention(self, name, layer_idx, location, probs) -> None:
         forward = ForwardContext.current()

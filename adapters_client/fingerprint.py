@@ -17,8 +17,8 @@ from .configs.methods import is_adapter_key
 
 # config keys that say how the model was loaded or saved, not what it is
 _VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "dtype", "torch_dtype"})
-# ReFT interventions (the adapters library's ``refts``) are not a registered method here, but a model that
-# holds them still has the same backbone
+# ReFT interventions (``refts``, a registered segment now, so is_adapter_key covers them too): a model that holds
+# them still has the same backbone
 _FOREIGN_SEGMENTS = (".refts.",)
 
 

@@ -18,6 +18,7 @@ from .configs import (
     PICKLE_WEIGHTS_FILE, WEIGHTS_FILE, build_adapter_config_json, method_for_config, read_adapter_config_json,
     read_fusion_config_json,
 )
+from .configs.union import config_parts
 from . import hub as hub_module  # torch-free: resolve/download/push (no import cycle)
 from .engine import check_model_compatible
 from .errors import (
@@ -180,11 +181,13 @@ def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, wit
 
 def _drop_layers(engine, config, state: dict, leave_out: list):
     """The config with ``leave_out`` added, and the state without those layers' weights."""
-    if not method_for_config(config).leave_out_on_load:
-        raise InvalidAdapterConfig(f"leave_out after loading is not supported for {config.family}",
+    parts = config_parts(config)  # a config union: every part must allow it
+    refused = next((part for part in parts if not method_for_config(part).leave_out_on_load), None)
+    if refused is not None:
+        raise InvalidAdapterConfig(f"leave_out after loading is not supported for {refused.family}",
                                    field="leave_out")
-    dropped = sorted(set(config.leave_out) | {int(i) for i in leave_out})
-    markers = tuple(f"{engine.spec.layers}.{i}." for i in dropped)
+    dropped = sorted({i for part in parts for i in part.leave_out} | {int(i) for i in leave_out})
+    markers = tuple(f"{engine.layer_path(i)}." for i in dropped)
     kept = {k: v for k, v in state.items() if not any(m in k for m in markers)}
     return config.replace(leave_out=dropped), kept
 

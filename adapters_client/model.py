@@ -111,11 +111,20 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
         head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HEAD_KWARGS or k.startswith("head_")}
         head_kwargs["input_ids"] = input_ids  # decoder heads pick their token by input_ids != pad_token_id
         base_inputs.update(kwargs)
+        spec = find_spec(self.config.model_type)
+        if spec is not None and spec.encoder_decoder:  # T5: decoder inputs from input_ids / labels
+            from .encoder_decoder import fill_decoder_inputs
+
+            fill_decoder_inputs(self, spec, base_inputs, labels, head)
         with ForwardContext() as state, (rows if rows is not None else nullcontext()):
             # heads run inside it too (they may read the Parallel state)
             state.extras["output_gating"] = output_adapter_gating_scores
             state.extras["output_fusion"] = output_adapter_fusion_attentions
             outputs = self.base_model(**base_inputs, return_dict=True)
+            if spec is not None and spec.tied_output_scale:  # T5: the library's scaling before the heads
+                from .encoder_decoder import scale_tied_output
+
+                scale_tied_output(self, spec, outputs, head_kwargs)
             if output_adapter_gating_scores:
                 outputs["adapter_gating_scores"] = state.gating_scores
             if output_adapter_fusion_attentions:
@@ -174,7 +183,7 @@ def _flatten_choices(tensor, feature_dims: int):
 
 class AutoAdapterModel:
     """Builds an ``AdapterModel`` for any supported architecture (bert, roberta, xlm-roberta, distilbert, gpt2, electra,
-    deberta-v2, llama; ``architectures.ARCHITECTURES`` holds the rows)."""
+    deberta-v2, llama, bart, t5, ...; ``architectures.ARCHITECTURES`` holds the rows)."""
 
     def __init__(self, *args, **kwargs):
         raise TypeError("use AutoAdapterModel.from_pretrained(...) or AutoAdapterModel.from_config(...)")

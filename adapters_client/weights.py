@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -113,6 +114,9 @@ def all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor).all())
 
 
+_OVERWRITTEN: ContextVar = ContextVar("adapters_client_init_overwritten", default=False)
+
+
 class _SkipRandomInit(TorchFunctionMode):
     """Random initialisation becomes a no-op (the tensors keep whatever ``torch.empty`` gave them)."""
 
@@ -138,8 +142,18 @@ def overwritten_init():
     any of the adapter's tensors, so no uninitialised value survives. It does not draw from the
     global random generator either. A torch-function mode is local to the thread that enters it,
     so other threads building modules at the same time initialise them as usual."""
-    with _SkipRandomInit():
-        yield
+    token = _OVERWRITTEN.set(True)
+    try:
+        with _SkipRandomInit():
+            yield
+    finally:
+        _OVERWRITTEN.reset(token)
+
+
+def init_overwritten() -> bool:
+    """True inside ``overwritten_init``: an initialisation that needs outside resources (a tokenizer) can be
+    skipped, the checkpoint replaces it."""
+    return _OVERWRITTEN.get()
 
 
 def match_state_dict(state: dict, groups: list, base_prefix: str) -> None:

@@ -191,7 +191,7 @@ def _expected_shapes(backbone, name: str, config, config_hash: str) -> tuple[dic
     remembered per backbone (the same configuration comes back often).
     """
     from adapters_client.configs import ADAPTER_SEGMENTS
-    from adapters_client.weights import expected_groups
+    from adapters_client.weights import expected_groups, overwritten_init
 
     cache_key = (name, config_hash)
     if cache_key in backbone.shapes:
@@ -200,7 +200,7 @@ def _expected_shapes(backbone, name: str, config, config_hash: str) -> tuple[dic
     engine = backbone.shape_model.adapter_engine
     prefix = engine.spec.base_prefix + "."
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), overwritten_init():  # shapes only: no init (a prompt from a string: no tokenizer)
             engine.add(name, config)
     except (ValueError, TypeError) as exc:
         raise InvalidConfig(f"the config cannot be applied to this backbone: {exc}", key="config") from None

@@ -21,6 +21,8 @@ from .parsing import (
     config_from_dict, load_config, load_fusion_config, method_name, parse_overrides,
 )
 from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
+from .reft import DiReftConfig, LoReftConfig, NoReftConfig, ReftConfig
+from .union import UNION_CONFIGS, ConfigUnion, MAMConfig, UniPELTConfig, config_parts
 
 # Name used by the adapters library for the base class.
 AdapterConfig = MethodConfig
@@ -36,4 +38,6 @@ __all__ = [
     "canonical_name", "config_from_dict", "config_hash", "get_method", "is_adapter_key", "load_config",
     "load_fusion_config", "method_for_config", "method_name", "parse_overrides", "read_adapter_config_json",
     "read_fusion_config_json", "register_method", "registered_methods", "unregister_method",
+    "DiReftConfig", "LoReftConfig", "NoReftConfig", "ReftConfig",
+    "UNION_CONFIGS", "ConfigUnion", "MAMConfig", "UniPELTConfig", "config_parts",
 ]

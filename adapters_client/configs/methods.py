@@ -25,6 +25,7 @@ from .bottleneck import (
 )
 from .lora import DoRAConfig, DvoRAConfig, IA3Config, LoRAConfig, VeraConfig
 from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
+from .reft import DiReftConfig, LoReftConfig, NoReftConfig, ReftConfig, reft_name
 
 SCOPES = ("layer", "model")
 # Where fusion layers keep their weights (fusion is a composition of bottleneck adapters, not a method).
@@ -283,4 +284,17 @@ register_method(MethodSpec(
     scope="model",
     attach="adapters_client.methods.prompt_tuning:PromptTuning",
     architecture_keys=("prompt_tuning",),
+))
+register_method(MethodSpec(
+    name="reft",
+    config_class=ReftConfig,
+    presets={"loreft": LoReftConfig, "noreft": NoReftConfig, "direft": DiReftConfig},
+    # the library's key: <layer>.reft_layer.refts.<name>.units.<i>...
+    segments=("refts",),
+    scope="layer",
+    attach="adapters_client.methods.reft:inject",
+    # reads each forward's attention mask (the rows' first and last attended tokens) for the sites
+    model_parts="adapters_client.methods.reft:ReftModelParts",
+    architecture_keys=("reft",),
+    describe=reft_name,
 ))

@@ -13,6 +13,7 @@ from ..rules import METHOD_ALIASES, find_remote_code_key
 from .base import MethodConfig
 from .fusion import AdapterFusionConfig, DynamicAdapterFusionConfig, StaticAdapterFusionConfig
 from .methods import PRESETS, architecture_names, method_for_architecture, method_for_config
+from .union import UNION_ARCHITECTURE, UNION_CONFIGS, ConfigUnion, union_name
 
 DEFAULT_ADAPTER_CONFIG = "seq_bn"
 DEFAULT_FUSION_CONFIG = "dynamic"
@@ -33,8 +34,8 @@ def canonical_name(name: str) -> str:
     """``pfeiffer`` -> ``seq_bn``; unknown names raise InvalidAdapterConfig."""
     key = name.strip().lower()
     key = ALIASES.get(key, key)
-    if key not in ADAPTER_CONFIGS:
-        known = ", ".join(sorted(set(ADAPTER_CONFIGS) | set(ALIASES)))
+    if key not in ADAPTER_CONFIGS and key not in UNION_CONFIGS:
+        known = ", ".join(sorted(set(ADAPTER_CONFIGS) | set(ALIASES) | set(UNION_CONFIGS)))
         raise InvalidAdapterConfig(f"unknown adapter method {name!r}; known: {known}", field="architecture")
     return key
 
@@ -50,7 +51,7 @@ def load_config(obj: Any, **overrides) -> MethodConfig:
     elif isinstance(obj, Mapping):
         config = config_from_dict(obj)
     elif isinstance(obj, str):
-        config = _from_string(obj, ADAPTER_CONFIGS, canonical_name)
+        config = _union_from_string(obj)
     else:
         raise InvalidAdapterConfig(f"cannot read an adapter config from {type(obj).__name__}", field="config")
     return config.replace(**overrides) if overrides else config
@@ -67,6 +68,8 @@ def config_from_dict(data: Mapping) -> MethodConfig:
         data.setdefault("inv_adapter", legacy.get("block_type"))
         data.setdefault("inv_adapter_reduction_factor", legacy.get("reduction_factor"))
     architecture = data.get("architecture")
+    if architecture == UNION_ARCHITECTURE:
+        return _union_from_dict(data)
     method = method_for_architecture(architecture) if isinstance(architecture, (str, type(None))) else None
     if method is None:
         raise InvalidAdapterConfig(
@@ -118,9 +121,48 @@ def _fusion_name(name: str) -> str:
     return key
 
 
+def _union_from_dict(data: dict) -> ConfigUnion:
+    """``{"architecture": "union", "configs": [...]}`` (adapter_config.json of a union adapter)."""
+    unknown = sorted(set(data) - {"architecture", "configs"})
+    if unknown:
+        raise InvalidAdapterConfig(f"unknown option {unknown[0]!r} for ConfigUnion", field=unknown[0])
+    parts = data.get("configs")
+    if not isinstance(parts, (list, tuple)):
+        raise InvalidAdapterConfig("a config union needs 'configs', a list of configs", field="configs")
+    for index, part in enumerate(parts):
+        if not isinstance(part, Mapping):
+            raise InvalidAdapterConfig(f"part {index} of the config union is not a config object", field="configs")
+    return ConfigUnion(*[config_from_dict(part) for part in parts])
+
+
+def _union_from_string(text: str) -> MethodConfig:
+    """``name``, ``name[k=v]``, ``mam`` / ``unipelt``, or parts joined by ``|`` (each with its own overrides)."""
+    chunks = _split_top_level(text, "|")
+    if len(chunks) == 1:
+        return _from_string(text, _ADAPTER_AND_UNION_CONFIGS, canonical_name)
+    if any(not chunk.strip() for chunk in chunks):
+        raise InvalidAdapterConfig(f"invalid config string {text!r}: empty part between '|'", field="config")
+    return ConfigUnion(*[_from_string(chunk, _ADAPTER_AND_UNION_CONFIGS, canonical_name) for chunk in chunks])
+
+
+class _AdapterAndUnionConfigs(Mapping):
+    """Preset name -> factory: the registry's presets and the named unions (``mam``, ``unipelt``)."""
+
+    def __getitem__(self, name):
+        return UNION_CONFIGS[name] if name in UNION_CONFIGS else ADAPTER_CONFIGS[name]
+
+    def __iter__(self):
+        yield from ADAPTER_CONFIGS
+        yield from UNION_CONFIGS
+
+    def __len__(self) -> int:
+        return len(ADAPTER_CONFIGS) + len(UNION_CONFIGS)
+
+
+_ADAPTER_AND_UNION_CONFIGS = _AdapterAndUnionConfigs()
+
+
 def _from_string(text: str, table: Mapping, resolve: Callable[[str], str]):
-    if "|" in text:
-        raise InvalidAdapterConfig("combined configs ('a|b') are not supported", field="config")
     match = _STRING_RE.match(text)
     if not match:
         raise InvalidAdapterConfig(f"invalid config string {text!r}; expected name or name[key=value,...]",
@@ -160,8 +202,8 @@ def _parse_value(key: str, raw: str) -> Any:
         raise InvalidAdapterConfig(f"cannot read value {raw!r} for option {key!r}", field=key) from None
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside brackets or quotes."""
+def _split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split on ``separator`` (a comma by default) where it is not inside brackets or quotes."""
     parts, depth, quote, current = [], 0, None, []
     for char in text:
         if quote:
@@ -173,7 +215,7 @@ def _split_top_level(text: str) -> list[str]:
             depth += 1
         elif char in "])}":
             depth -= 1
-        elif char == "," and depth == 0:
+        elif char == separator and depth == 0:
             parts.append("".join(current))
             current = []
             continue
@@ -185,7 +227,10 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def method_name(config: MethodConfig) -> str:
-    """The method's short name: seq_bn, double_seq_bn, par_bn, lora, ia3, prefix_tuning, prompt_tuning."""
+    """The method's short name: seq_bn, double_seq_bn, par_bn, lora, ia3, prefix_tuning, prompt_tuning; for a
+    config union ``mam`` / ``unipelt`` (the library's defaults) or its parts' names joined by ``|``."""
+    if isinstance(config, ConfigUnion):
+        return union_name(config, method_name)
     try:
         method = method_for_config(config)
     except InvalidAdapterConfig:

@@ -23,6 +23,34 @@ def refuses_head(model_type, head_type: str) -> bool:
     return spec is not None and head_type in spec.refused_heads
 
 
+def is_encoder_decoder(model_type) -> bool:
+    """True when the architecture row has a decoder layer list (BART): seq2seq heads, <eos> sequence tokens."""
+    spec = find_spec(model_type)
+    return spec is not None and spec.encoder_decoder
+
+
+def eos_token_output(hidden: torch.Tensor, input_ids, eos_mask, eos_token_id) -> torch.Tensor:
+    """The sequence representation of encoder-decoder models, as the library's ``get_cls_from_eos_tokens``: the
+    (decoder) hidden state at the last position where ``eos_mask`` (default ``input_ids == eos_token_id``) is set;
+    every row needs the same number of <eos> tokens."""
+    if eos_mask is None:
+        if input_ids is None or eos_token_id is None:
+            raise InvalidHead("Sequence heads of encoder-decoder models read the last <eos> token: pass input_ids "
+                              "(and set eos_token_id in the config) or eos_mask.")
+        eos_mask = input_ids.eq(eos_token_id)
+    if eos_mask.shape[0] != hidden.shape[0] and hidden.shape[0] % eos_mask.shape[0] == 0:
+        eos_mask = eos_mask.repeat(hidden.shape[0] // eos_mask.shape[0], 1)  # Parallel replicated the batch
+    if eos_mask.shape != hidden.shape[:2]:
+        raise InvalidHead(f"eos_mask has shape {tuple(eos_mask.shape)} but the decoder output has "
+                          f"{tuple(hidden.shape[:2])} positions; pass decoder inputs as long as the input_ids.")
+    counts = eos_mask.sum(1)
+    if counts.numel() and (counts.min() != counts.max() or int(counts[0]) == 0):
+        raise InvalidHead("All examples must have the same number (at least one) of <eos> tokens.",
+                          eos_counts=counts.tolist())
+    eos_mask = eos_mask.to(hidden.device)
+    return hidden[eos_mask, :].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1, :]
+
+
 # Keyword arguments of a model's forward that belong to the heads, not to the base model.
 HEAD_KWARGS = frozenset({
     "start_positions", "end_positions", "cls_output", "pooled_output", "eos_mask", "prompt_tokens_length",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from torch import nn
-from transformers.modeling_outputs import CausalLMOutput, CausalLMOutputWithCrossAttentions, MaskedLMOutput
+from transformers.modeling_outputs import (CausalLMOutput, CausalLMOutputWithCrossAttentions, MaskedLMOutput,
+                                           Seq2SeqLMOutput)
 
 from .base import HeadActivation, PredictionHead, init_head_weights, passthrough
 from .types import prepend_ignored
@@ -101,3 +102,31 @@ class MaskedLMHead(CausalLMHead):
 
     def _output(self, loss, logits, outputs):
         return MaskedLMOutput(loss=loss, logits=logits, **passthrough(outputs))
+
+
+class Seq2SeqLMHead(CausalLMHead):
+    """The decoder's next-token head of encoder-decoder models (the library's ``seq2seq_lm``: one tied projection
+    by default, no label shift: ``labels`` are aligned with ``decoder_input_ids``)."""
+
+    head_type = "seq2seq_lm"
+
+    def __init__(self, model_config, name, vocab_size=None, layers=1, activation_function=None, layer_norm=False,
+                 bias=False, shift_labels=False, training=False, **_ignored):
+        PredictionHead.__init__(self, name)
+        # the library's config keys (no embedding_size / dropout_prob: the hidden size is the embedding size)
+        self.config = {
+            "head_type": self.head_type,
+            "vocab_size": vocab_size or model_config.vocab_size,
+            "layers": layers,
+            "activation_function": activation_function,
+            "layer_norm": layer_norm,
+            "bias": bias,
+            "shift_labels": shift_labels,
+            "label2id": None,
+        }
+        self.build(model_config, training)
+
+    def _output(self, loss, logits, outputs):
+        fields = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
+                  "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
+        return Seq2SeqLMOutput(loss=loss, logits=logits, **{k: getattr(outputs, k, None) for k in fields})

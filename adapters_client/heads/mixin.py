@@ -13,9 +13,10 @@ from transformers.utils import ModelOutput
 
 from . import io
 from .base import PredictionHead
-from .dispatch import last_token_output, reads_last_token, refuses_head, run_rows, run_split
+from .dispatch import (eos_token_output, is_encoder_decoder, last_token_output, reads_last_token, refuses_head,
+                       run_rows, run_split)
 from .errors import InvalidHead
-from .lm import CausalLMHead, MaskedLMHead
+from .lm import CausalLMHead, MaskedLMHead, Seq2SeqLMHead
 from .outputs import MultiHeadOutput
 from .types import (
     ClassificationHead,
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 HEAD_CLASSES = {
     cls.head_type: cls
     for cls in (ClassificationHead, MultiLabelClassificationHead, MultipleChoiceHead, TaggingHead,
-                QuestionAnsweringHead, CausalLMHead, MaskedLMHead)
+                QuestionAnsweringHead, CausalLMHead, MaskedLMHead, Seq2SeqLMHead)
 }
 # Head types a decoder-only backbone cannot serve (as in the library's per-model head lists).
 _ENCODER_ONLY_TYPES = frozenset({"multiple_choice", "masked_lm"})
@@ -87,6 +88,8 @@ class HeadsMixin:
             return False
         model_type = getattr(self.config, "model_type", "")
         if refuses_head(model_type, head_type):  # the architecture row: the library does not offer it
+            return False
+        if head_type == "seq2seq_lm" and not is_encoder_decoder(model_type):
             return False
         return not (reads_last_token(model_type) and head_type in _ENCODER_ONLY_TYPES)
 
@@ -256,6 +259,11 @@ class HeadsMixin:
                                layer_norm=True, bias=True)
         self.add_prediction_head(head, overwrite_ok, set_active)
 
+    def add_seq2seq_lm_head(self, head_name, layers=1, overwrite_ok=False, set_active=True):
+        """Sequence-to-sequence LM head on the decoder output (encoder-decoder models); output tied."""
+        head = self.build_head("seq2seq_lm", head_name, layers=layers)
+        self.add_prediction_head(head, overwrite_ok, set_active)
+
     def add_masked_lm_head(self, head_name, activation_function="gelu", layers=2, overwrite_ok=False,
                            set_active=True):
         head = self.build_head("masked_lm", head_name, layers=layers, activation_function=activation_function)
@@ -356,6 +364,13 @@ class HeadsMixin:
         if cls_output is None and uses_cls and reads_last_token(self.config.model_type):
             pad = getattr(self.config, "pad_token_id", None)
             cls_output = last_token_output(outputs[0], input_ids, pad)
+        elif cls_output is None and uses_cls and is_encoder_decoder(self.config.model_type):
+            # the library's get_cls_from_eos_tokens: the decoder output at the last <eos> of input_ids (T5: the
+            # output before its tied-embedding scaling, ``eos_hidden``)
+            hidden = kwargs.get("eos_hidden")
+            cls_output = eos_token_output(outputs[0] if hidden is None else hidden, input_ids,
+                                          kwargs.pop("eos_mask", None), getattr(self.config, "eos_token_id", None))
+        kwargs.pop("eos_hidden", None)
         return head(outputs, cls_output=cls_output, attention_mask=attention_mask, labels=labels, **kwargs)
 
     # ---- saving and loading ---------------------------------------------------------------

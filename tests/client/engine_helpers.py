@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama")
+ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama", "mistral", "qwen2",
+         "modernbert", "bart", "t5")
 
 
 def tiny_config(arch: str):
@@ -41,6 +42,35 @@ def tiny_config(arch: str):
 
         return LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                            intermediate_size=37, max_position_embeddings=64, pad_token_id=0, **common)
+    if arch in ("mistral", "qwen2"):  # Llama's layout; a sliding window of 4 (< the tests' sequence lengths)
+        from transformers import MistralConfig, Qwen2Config
+
+        gqa = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                   intermediate_size=37, max_position_embeddings=64, pad_token_id=0, sliding_window=4, **common)
+        if arch == "mistral":
+            return MistralConfig(**gqa)
+        return Qwen2Config(use_sliding_window=True, max_window_layers=1, **gqa)  # layer 0 global, layer 1 sliding
+    if arch == "modernbert":  # layer 0 global, layer 1 local (window 4); no torch.compile of the MLP
+        from transformers import ModernBertConfig
+
+        return ModernBertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                                global_attn_every_n_layers=2, local_attention=4, max_position_embeddings=64,
+                                pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
+                                reference_compile=False, **common)
+    if arch == "bart":  # encoder-decoder: 2 + 2 post-LN layers; without decoder_input_ids the decoder reads the
+        # input shifted right (BartModel's default)
+        from transformers import BartConfig
+
+        return BartConfig(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                          decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+                          forced_eos_token_id=None, **common)
+    if arch == "t5":  # pre-RMSNorm encoder-decoder with relative position buckets; decoder inputs: input_ids
+        # shifted right (the AdapterModel makes them, as the library's T5AdapterModel)
+        from transformers import T5Config
+
+        return T5Config(d_model=32, d_kv=16, d_ff=37, num_layers=2, num_decoder_layers=2, num_heads=2,
+                        relative_attention_num_buckets=8, relative_attention_max_distance=16, eos_token_id=1,
+                        decoder_start_token_id=0, pad_token_id=0, **common)
     raise ValueError(arch)
 
 

@@ -109,7 +109,7 @@ def test_overrides_as_keyword_arguments():
         ("prompt_tuning[combine=suffix]", "combine"),
         ("lora[r=4,r=5]", "r"),
         ("nonsense", "architecture"),
-        ("seq_bn|lora", "config"),
+        ("seq_bn|par_bn", "configs"),  # a config union of two bottlenecks at one place (test_config_unions.py)
         ("lora[r=4", "config"),
         ("lora[=4]", "config"),
         ("lora[r=@@]", "r"),
@@ -154,7 +154,7 @@ def test_dict_errors_name_the_key():
         load_config(missing)
     assert info.value.field == "reduction_factor"
     with pytest.raises(InvalidAdapterConfig) as info:
-        load_config({"architecture": "reft", "r": 1})
+        load_config({"architecture": "not_a_method", "r": 1})
     assert info.value.field == "architecture"
 
 

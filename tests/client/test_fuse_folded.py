@@ -1,6 +1,6 @@
-"""Fuse in eval mode (adapters_client/methods/bottleneck/fusion.py): the default "library_order" path (the
-library's scores, V applied after mixing, no unused adapter outputs) and the opt-in "folded" path (the
-fusion's projections folded into the adapters' up-projections) give the unfolded computation's outputs,
+"""Fuse in eval mode (adapters_client/methods/bottleneck/fusion.py): the default "folded" path (the
+fusion's projections folded into the adapters' up-projections) and the "library_order" path (the
+library's scores, V applied after mixing, no unused adapter outputs) give the unfolded computation's outputs,
 fusion attentions and gradients within 1e-5 in float32; the folded matrices follow weight changes; the
 unfolded path runs wherever a folded constant would need a gradient."""
 
@@ -92,9 +92,10 @@ def _spy(function, calls):
 
 def test_modes_are_checked(monkeypatch):
     config = FUSION_CONFIGS["dynamic"]
-    assert FusionLayer(config, HIDDEN, 0.0).fold_mode == "library_order"
-    monkeypatch.setenv(folding.MODE_ENV, "folded")
+    monkeypatch.delenv(folding.MODE_ENV, raising=False)
     assert FusionLayer(config, HIDDEN, 0.0).fold_mode == "folded"
+    monkeypatch.setenv(folding.MODE_ENV, "library_order")
+    assert FusionLayer(config, HIDDEN, 0.0).fold_mode == "library_order"
     monkeypatch.setenv(folding.MODE_ENV, "fastest")
     with pytest.raises(InvalidAdapterConfig):
         FusionLayer(config, HIDDEN, 0.0)

@@ -243,9 +243,15 @@ def test_gpt2_refusals_leave_nothing_behind(spec, field):
     assert not any(".x." in k for k in model.base_model.state_dict())
 
 
-def test_gating_is_still_refused():
+@pytest.mark.parametrize("variant", ["dora", "vera", "dvora"])
+def test_gated_variants_have_gates(variant):
+    """Gating is supported (the gate replaces alpha / r; library parity: tests/parity/test_unions_library.py)."""
+    model = tiny_model("bert")
+    model.add_adapter("x", config=f"{variant}[use_gating=True]", set_active=True)
+    gates = [k for k in model.base_model.state_dict() if ".loras.x.gate." in k]
+    assert gates and all(k.endswith((".weight", ".bias")) for k in gates)
     with pytest.raises(InvalidAdapterConfig) as info:
-        tiny_model("bert").add_adapter("x", config="dora[use_gating=True]")
+        model.merge_adapter("x")
     assert info.value.field == "use_gating"
 
 

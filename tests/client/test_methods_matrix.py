@@ -16,8 +16,20 @@ METHODS = {
     "ia3": "ia3",
     "prefix_tuning": "prefix_tuning[prefix_length=3,bottleneck_size=8]",
     "prompt_tuning": "prompt_tuning[prompt_length=2]",
+    # ReFT: r = the hidden size (32) makes LoReFT's orthogonal map square (matrix exponential), so random values in
+    # its stored tensors give a non-zero projection (the Householder map of r < hidden rounds them to zero)
+    "loreft": "loreft[r=32,suffix_positions=1]",
+    "noreft": "noreft[suffix_positions=2]",
+    "direft": "direft[tied_weights=True,layers=[1]]",
 }
 UNSUPPORTED = {("gpt2", "prompt_tuning"), ("llama", "prompt_tuning")}
+# BART: the library has no prompt tuning there; ReFT on encoder-decoder models is refused (methods/reft)
+# Mistral: no prompt tuning in the library; Qwen2 and ModernBERT (the library's plugin interface): no prefix or prompt
+UNSUPPORTED |= {("mistral", "prompt_tuning")} | {(a, m) for a in ("qwen2", "modernbert")
+                                                 for m in ("prefix_tuning", "prompt_tuning")}
+UNSUPPORTED |= {("bart", m) for m in ("prompt_tuning", "loreft", "noreft", "direft") if m in METHODS}
+# T5: no prompt tuning in the library; ReFT is refused on encoder-decoders by ours (docs/engine-status.md)
+UNSUPPORTED |= {("t5", m) for m in ("prompt_tuning", "loreft", "noreft", "direft") if m in METHODS}
 
 
 def _spec(arch, method):

@@ -44,7 +44,10 @@ def _model(arch: str, names=tuple(METHODS), seed: int = 0, pad: bool = False):
     if pad:
         model.config.pad_token_id = 0
     for n, name in enumerate(names):
-        model.add_adapter(name, config=METHODS[name[0]])
+        config = METHODS[name[0]]
+        if name[0] == "o" and model.adapter_engine.spec.library_interface:  # refused there (as in the library)
+            config = "seq_bn[residual_before_ln=False]"
+        model.add_adapter(name, config=config)
         randomise(model.get_adapter(name), seed=10 + n)
     return model
 
@@ -90,8 +93,11 @@ def test_every_method_mixed_with_rows_without_adapter(arch):
         names = [name if name not in ("l", "i") else "s" for name in names]
     inputs = _inputs(len(names))
     base = _mixed(model, inputs, [None] * len(names))
-    with torch.no_grad():
-        plain = model.base_model(**inputs).last_hidden_state
+    with torch.no_grad():  # T5's backbone needs decoder inputs (its AdapterModel shifts input_ids right)
+        extra = {"decoder_input_ids": model.base_model._shift_right(inputs["input_ids"])} if arch == "t5" else {}
+        plain = model.base_model(**inputs, **extra).last_hidden_state
+    if arch == "t5":  # tied embeddings: the AdapterModel's output is scaled by d_model**-0.5 (as the library's)
+        plain = plain * model.config.d_model ** -0.5
     torch.testing.assert_close(base, plain, **TOL)  # all-None rows: the plain backbone
     mixed = _mixed(model, inputs, names)
     _assert_rows(mixed, _alone(model, inputs, names), names, base)
@@ -355,3 +361,21 @@ def test_a_site_without_a_row_path_refuses_a_mixed_batch():
 
     with pytest.raises(InvalidComposition, match="no per-row path"):
         Toy().compose(MixedRows(["a"]), torch.zeros(2, 3), 0)
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+def test_reft_adapters_per_row(arch):
+    """ReFT adapters of different configs (positions, tied units, layers) next to bottleneck/LoRA rows and rows
+    without an adapter: each row equals that row run alone (its positions come from its own attention mask)."""
+    from .test_methods_reft import randomise_reft
+
+    model = _model(arch, names=("s1", "l1"))
+    configs = {"r1": "loreft[suffix_positions=1]", "r2": "noreft[prefix_positions=2,suffix_positions=2,tied_weights=True]",
+               "r3": "direft[layers=[1]]"}
+    for n, (name, config) in enumerate(configs.items()):
+        model.add_adapter(name, config=config)
+        randomise_reft(model.get_adapter(name), seed=20 + n)
+    names = ["r1", None, "r2", "s1", "r3", "r1", "l1", "r2"]
+    inputs = _inputs(len(names))
+    base = _mixed(model, inputs, [None] * len(names))
+    _assert_rows(_mixed(model, inputs, names), _alone(model, inputs, names), names, base)

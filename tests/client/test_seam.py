@@ -121,13 +121,14 @@ def test_save_load_and_whole_model_save_use_the_same_segment_list():
 
 
 def _gated_prefix_folder(tmp_path):
-    """A prefix-tuning folder as the adapters library writes it for use_gating=True (gates per layer)."""
+    """A prefix-tuning folder as the adapters library writes it for use_gating=True (two gates per layer)."""
     model = tiny_model()
     model.add_adapter("p", config="prefix_tuning[prefix_length=3,bottleneck_size=8]")
     folder = tmp_path / "gated"
     model.save_adapter(str(folder), "p")
     meta = json.loads((folder / "adapter_config.json").read_text())
     meta["config"]["use_gating"] = True
+    meta["config"]["shared_gating"] = False
     (folder / "adapter_config.json").write_text(json.dumps(meta))
     state = load_file(str(folder / "adapter.safetensors"))
     for layer in range(2):
@@ -138,25 +139,27 @@ def _gated_prefix_folder(tmp_path):
     return folder
 
 
-def test_gated_prefix_tuning_is_refused_on_every_path(tmp_path):
-    """Gates were silently dropped (the outputs differed from the library's); now every path refuses them."""
+def test_gated_prefix_tuning_loads_on_every_path(tmp_path):
+    """Gates were once silently dropped, then refused; now they are part of the adapter (library parity of the
+    outputs: tests/parity/test_unions_library.py and the golden cases methods/<arch>-prefix_tuning_gated)."""
     model = tiny_model()
-    with pytest.raises(InvalidAdapterConfig) as caught:
-        model.add_adapter("p", config=PrefixTuningConfig(use_gating=True))
-    assert caught.value.field == "use_gating" and not model.has_adapter("p")
+    model.add_adapter("p", config=PrefixTuningConfig(use_gating=True))
+    assert any(".prefix_gates.p." in k for k in model.base_model.state_dict())
     folder = _gated_prefix_folder(tmp_path)
-    with pytest.raises(InvalidAdapterConfig) as caught:
-        tiny_model().load_adapter(str(folder))
-    assert caught.value.field == "use_gating"
-    # whole-model folder with that adapter inside: from_pretrained refuses it too
+    loaded = tiny_model()
+    loaded.load_adapter(str(folder), set_active=True)
+    gates = [k for k in loaded.base_model.state_dict() if ".prefix_gates.p." in k]
+    assert len(gates) == 4
+    # whole-model folder with that adapter inside: from_pretrained loads it too
     whole = tmp_path / "whole"
     tiny_model().save_pretrained(str(whole))
     (whole / "adapters").mkdir(exist_ok=True)
     (folder).rename(whole / "adapters" / "p")
     from adapters_client import AutoAdapterModel
 
-    with pytest.raises(InvalidAdapterConfig):
-        AutoAdapterModel.from_pretrained(str(whole))
+    again = AutoAdapterModel.from_pretrained(str(whole)).eval()
+    again.set_active_adapters("p")
+    torch.testing.assert_close(hidden(again, tiny_inputs()), hidden(loaded, tiny_inputs()))
 
 
 def test_prefix_without_gates_still_loads(tmp_path):
@@ -332,9 +335,11 @@ def test_rows_are_typed_and_hold_no_side_tables():
     assert "extra" not in names
     assert {"model_class", "prompt_embeddings", "prefix_route", "prefix_location", "last_token_heads"} <= names
     for model_type, spec in ARCHITECTURES.items():
-        assert spec.model_type == model_type and spec.model_class.endswith("AdapterModel")
+        # plugin-interface rows (no *AdapterModel in the library) carry the base model's class, as it writes
+        assert spec.model_type == model_type and spec.model_class.endswith(
+            "Model" if spec.library_interface else "AdapterModel")
         assert spec.prefix_route in PREFIX_ROUTES + (None,)
-    assert sorted(t for t, s in ARCHITECTURES.items() if s.last_token_heads) == ["gpt2", "llama"]
+    assert sorted(t for t, s in ARCHITECTURES.items() if s.last_token_heads) == ["gpt2", "llama", "mistral", "qwen2"]
     assert ARCHITECTURES["gpt2"].prompt_embeddings is None
     with pytest.raises(ValueError, match="prefix_route"):
         dataclasses.replace(ARCHITECTURES["bert"], prefix_route="somewhere")

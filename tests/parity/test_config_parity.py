@@ -25,9 +25,17 @@ def test_library_version():
     assert adapters.__version__ == "1.3.0"
 
 
+# keys our dict has on purpose: DiReFT's subtract_projection=False is a class attribute in adapters 1.3.0, outside
+# its dict (so its DiReFT files reload as NoReFT); tests/parity/test_reft_library.py covers the rest
+EXTRA_KEYS = {"direft": {"subtract_projection": False}}
+
+
 @pytest.mark.parametrize("name", sorted(set(ADAPTER_CONFIGS) | set(ALIASES)))
 def test_named_config_dicts_match(name):
-    assert load_config(name).to_dict() == AdapterConfig.load(name).to_dict()
+    ours = load_config(name).to_dict()
+    for key, value in EXTRA_KEYS.get(name, {}).items():
+        assert ours.pop(key) == value
+    assert ours == AdapterConfig.load(name).to_dict()
 
 
 @pytest.mark.parametrize("spec", OVERRIDES)

@@ -22,7 +22,7 @@ def _save_with_ours(model, meta: dict, out) -> tuple[list, list]:
     average = meta.get("average_adapter")
     names = [average["name"]] if average else list(meta["adapters"])
     for name in names:
-        model.save_adapter(str(out / name), name, with_head=True)
+        model.save_adapter(str(out / name), name, with_head=not meta.get("init_class"))  # init: the head is HF's
     fusions = list(meta["fusions"])
     for index, name in enumerate(fusions):
         model.save_adapter_fusion(str(out / f"fusion{index}"), name)
@@ -34,7 +34,14 @@ def _library_model(folder, meta: dict, out, names: list, fusions: list):
     attn = "eager" if meta["library_wrong_under_sdpa"] else meta["attn_implementation"]
     if meta["library_fails_under_eager"]:
         attn = "sdpa"
-    model = adapters.AutoAdapterModel.from_pretrained(str(folder / meta["backbone"]), attn_implementation=attn)
+    if meta.get("library_class"):  # its plugin interface (Qwen2, ModernBERT): the transformers class, adapters.init
+        import transformers
+
+        model = getattr(transformers, meta["library_class"]).from_pretrained(str(folder / meta["backbone"]),
+                                                                             attn_implementation=attn)
+        adapters.init(model)
+    else:
+        model = adapters.AutoAdapterModel.from_pretrained(str(folder / meta["backbone"]), attn_implementation=attn)
     for name in names:
         assert model.load_adapter(str(out / name), use_safetensors=True) == name
     for index in range(len(fusions)):

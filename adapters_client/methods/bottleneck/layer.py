@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from ...architectures import BottleneckSite, get_path
 from ...composition import AdapterCompositionBlock, Average, Fuse, Split
 from ...context import ForwardContext, MixedRows, RowAdapters, put_rows, take_rows
-from ...errors import HookNotRun, InvalidComposition
+from ...errors import HookNotRun, InvalidAdapterConfig, InvalidComposition
 from ...hooks import forward_parameters, note_expected, note_ran, target_missing
 from ..composable import ComposableLayer, last_name
 from .fusion import fused_forward
@@ -47,7 +47,7 @@ class BottleneckLayer(ComposableLayer):
         self.layer_idx = layer_idx
         self.site = site
         self.location_key = site.location_key
-        self.path = f"{engine.spec.layers}.{layer_idx}.{site.hidden}"  # from the base model, for errors
+        self.path = f"{engine.layer_path(layer_idx)}.{site.hidden}"  # from the base model, for errors
         self._check_targets(layer)
         if site.container:
             host = nn.Module()
@@ -59,6 +59,7 @@ class BottleneckLayer(ComposableLayer):
         self.adapters: nn.ModuleDict = host.adapters
         self.fusion_layers: nn.ModuleDict = host.adapter_fusion_layer
         self._ln = get_path(layer, site.layer_norm) if site.layer_norm else None
+        self._pre_norm = get_path(layer, site.pre_norm) if site.pre_norm else None
         self._fallback: dict = {}
         self._register_hooks(layer)
 
@@ -66,6 +67,10 @@ class BottleneckLayer(ComposableLayer):
         """A bottleneck module for adapter ``name`` when ``config`` uses this position in this layer."""
         if not config.get(self.location_key) or self.layer_idx in config.leave_out:
             return False
+        if self.engine.spec.library_interface and not config.original_ln_after:
+            raise InvalidAdapterConfig(f"original_ln_after=False is not supported on {self.engine.spec.model_type} "
+                                       "(the adapters library's plugin interface refuses it too)",
+                                       field="original_ln_after")
         hidden = self.engine.hidden_size
         down = int(hidden // config.reduction_factor_for(self.layer_idx))
         self.adapters[name] = BottleneckAdapter(name, hidden, down, config)
@@ -76,15 +81,16 @@ class BottleneckLayer(ComposableLayer):
 
     def _check_targets(self, layer: nn.Module) -> None:
         """HookTargetMissing unless the hooked modules and the residual argument exist in this transformers."""
-        arch, site, prefix = self.engine.spec.model_type, self.site, f"{self.engine.spec.layers}.{self.layer_idx}"
+        arch, site, prefix = self.engine.spec.model_type, self.site, self.engine.layer_path(self.layer_idx)
         get_path(layer, site.hidden, arch)
         source = get_path(layer, site.residual.module, arch)
         params = forward_parameters(source)
         if len(params) <= site.residual.index and not set(site.residual.kwargs) & set(params):
             raise target_missing(arch, f"{prefix}.{site.residual.module}".rstrip("."),
                                  f"its forward takes no residual input {list(site.residual.kwargs)} (it takes {params})")
-        if site.layer_norm and not isinstance(get_path(layer, site.layer_norm, arch), nn.LayerNorm):
-            raise target_missing(arch, f"{prefix}.{site.layer_norm}", "expected an nn.LayerNorm")
+        for norm in (site.layer_norm, site.pre_norm):
+            if norm and not isinstance(get_path(layer, norm, arch), nn.LayerNorm):
+                raise target_missing(arch, f"{prefix}.{norm}", "expected an nn.LayerNorm")
 
     def _register_hooks(self, layer: nn.Module) -> None:
         source = self.site.residual
@@ -129,7 +135,7 @@ class BottleneckLayer(ComposableLayer):
         else:
             result = self._finish_post_ln(setup, hidden, residual, scratch)
         if "override" in scratch:  # the host's LayerNorm must take it: proven in _on_layer_norm
-            note_expected(("ln", id(self)), f"{self.engine.spec.layers}.{self.layer_idx}.{self.site.layer_norm}")
+            note_expected(("ln", id(self)), f"{self.engine.layer_path(self.layer_idx)}.{self.site.layer_norm}")
         if result is None:
             return None
         if isinstance(output, tuple):
@@ -158,7 +164,8 @@ class BottleneckLayer(ComposableLayer):
     def _finish_host_adds(self, setup, hidden, residual_input, compose=None):
         """Pre-LN hosts (GPT-2) add the residual themselves: return the adapter output without it.
         (``compose``: what runs the setup, ``_compose`` by default; a mixed batch passes its batched one.)"""
-        state, last, residual_input = (compose or self._compose)(setup, hidden, residual_input, None)
+        pre_norm = _hook_free_layer_norm(self._pre_norm) if self._pre_norm is not None else None
+        state, last, residual_input = (compose or self._compose)(setup, hidden, residual_input, pre_norm)
         if last is None:
             return None
         out = last.post_forward(state.hidden, hidden, None, None)

@@ -21,8 +21,8 @@ from torch import nn
 
 from ...architectures import get_path
 from ...composition import AdapterCompositionBlock
-from ...configs import BnConfig
-from ...errors import HookNotRun, InvalidComposition
+from ...configs import BnConfig, config_parts
+from ...errors import HookNotRun, InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran
 from ..registry import parts_key
 from ..bottleneck.phm import PHMLayer, check_phm_config, shared_phm_parameters
@@ -46,8 +46,14 @@ class BottleneckModelParts:
         self.embedding_path: Optional[str] = None  # set when the embedding hook is registered (first inv adapter)
 
     # --- the ModuleDicts, attached to the base model on first use (their names are the library's keys) ---
+    def _host(self, attr: str) -> nn.Module:
+        """The module carrying ``attr``: invertible blocks sit on the row's ``invertible_host`` (BART: the
+        encoder, as in the library), shared PHM parameters on the base model."""
+        host = self.engine.spec.invertible_host if attr == INVERTIBLE_SEGMENT else ""
+        return get_path(self.engine.base_model, host, self.engine.spec.model_type)
+
     def _dict(self, attr: str) -> nn.ModuleDict:
-        base = self.engine.base_model
+        base = self._host(attr)
         found = getattr(base, attr, None)
         if found is None:
             found = nn.ModuleDict()
@@ -56,7 +62,7 @@ class BottleneckModelParts:
 
     @property
     def blocks(self) -> dict:
-        return getattr(self.engine.base_model, INVERTIBLE_SEGMENT, None) or {}
+        return getattr(self._host(INVERTIBLE_SEGMENT), INVERTIBLE_SEGMENT, None) or {}
 
     @property
     def shared(self) -> dict:
@@ -66,6 +72,9 @@ class BottleneckModelParts:
     def add(self, name: str, config) -> None:
         if not isinstance(config, BnConfig):
             return
+        if config.inv_adapter and self.engine.spec.embedding_output is None:  # the row has no embedding hook
+            raise InvalidAdapterConfig(f"invertible adapters are not supported for {self.engine.spec.model_type} yet",
+                                       field="inv_adapter")
         ref = self.engine._reference_param()
         hidden = self.engine.hidden_size
         if config.phm_layer and (config.shared_phm_rule or config.shared_W_phm):
@@ -104,13 +113,14 @@ class BottleneckModelParts:
 
     def _mine(self, name: str) -> bool:
         # shared_parameters also holds other methods' entries (VeRA): answer for bottleneck adapters only
-        return isinstance(self.engine.configs.get(name), BnConfig)
+        config = self.engine.configs.get(name)
+        return config is not None and any(isinstance(part, BnConfig) for part in config_parts(config))
 
     def delete(self, name: str) -> None:
         if not self._mine(name):
             return
         for attr in (INVERTIBLE_SEGMENT, SHARED_SEGMENT):
-            found = getattr(self.engine.base_model, attr, None)
+            found = getattr(self._host(attr), attr, None)
             if found is not None and name in found:
                 del found[name]
 

@@ -7,11 +7,11 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from ...context import RowAdapters, put_rows, take_rows
+from ...context import ForwardContext, RowAdapters, put_rows, take_rows
 from ...errors import InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran, target_missing
 from ..composable import ComposableLayer, last_name
-from .modules import LoRA, drop_unused_shared, make_lora, shared_vera
+from .modules import LoRA, drop_unused_shared, gate_of, make_lora, shared_vera
 
 
 class LoRAState(NamedTuple):
@@ -47,7 +47,9 @@ class LoRALayer(ComposableLayer):
         module.add_module("loras", nn.ModuleDict())
         self.adapters: nn.ModuleDict = module.loras
         self.merged: Optional[str] = None
-        module.register_forward_hook(self._hook)
+        # first among the module's forward hooks: a bottleneck site hooked on the same module (BART's fc2) must
+        # see the output with LoRA applied, as the library's wrapped Linear gives it
+        module.register_forward_hook(self._hook, prepend=True)
 
     def wants(self, config) -> bool:
         if not config.get(self.location_key, False) or self.layer_idx in config.leave_out:
@@ -96,6 +98,7 @@ class LoRALayer(ComposableLayer):
     def merge(self, name: str) -> None:
         if name not in self.adapters or self.merged == name:
             return
+        refuse_gated_merge(self.adapters[name], name)
         if self.merged:
             raise InvalidComposition(f"LoRA {self.merged!r} is already merged; call reset_adapter() first")
         lora = self.adapters[name]
@@ -199,7 +202,10 @@ class LoRALayer(ComposableLayer):
         raise InvalidComposition(f"{type(block).__name__} is not supported by LoRA")
 
     def compose_single(self, name: str, state: LoRAState) -> LoRAState:
-        return state._replace(hidden=self.adapters[name](state.hidden, state.layer_input), last=name)
+        lora = self.adapters[name]
+        if getattr(lora, "use_gating", False):
+            record_gate(self, name, lora, state.layer_input)
+        return state._replace(hidden=lora(state.hidden, state.layer_input), last=name)
 
     def join_parallel(self, state: LoRAState, parts: list) -> LoRAState:
         return _concat(parts, self.adapters)
@@ -215,12 +221,27 @@ class LoRALayer(ComposableLayer):
         return state._replace(hidden=hidden, last=parts[-1].last)
 
 
+def refuse_gated_merge(lora, name: str) -> None:
+    """A gated LoRA's update depends on the input: it cannot be folded into the weight (the library refuses too)."""
+    if getattr(lora, "use_gating", False):
+        raise InvalidAdapterConfig(f"LoRA {name!r} is gated (use_gating=True): its update depends on the input "
+                                   f"and cannot be merged into the weight", field="use_gating")
+
+
+def record_gate(layer, name: str, lora, layer_input) -> None:
+    """``output_adapter_gating_scores``: the gate of ``lora`` on this input (computed only when asked for)."""
+    forward = ForwardContext.current()
+    if forward is not None and forward.extras.get("output_gating"):
+        layer.engine.record_gate(name, layer.layer_idx, layer.location_key, gate_of(lora, layer_input))
+
+
 def _batchable(modules: list) -> bool:
     """True when every module is a plain LoRA (no DoRA, eval mode, no dropout to apply) of one shape: the
     batched path of ``_lora_rows`` computes exactly what each one's forward and ``combine`` do."""
     shape = None
     for module in modules:
-        if type(module) is not LoRA or module.use_dora or module.training or module.lora_A.shape[0] != module.r:
+        if (type(module) is not LoRA or module.use_dora or module.use_gating or module.training
+                or module.lora_A.shape[0] != module.r):
             return False
         if shape is None:
             shape = (module.lora_A.shape, module.lora_B.shape)

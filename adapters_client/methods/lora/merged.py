@@ -12,8 +12,8 @@ from torch.nn import functional as F
 from ...composition import AdapterCompositionBlock
 from ...errors import InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran
-from .layer import LoRALayer
-from .modules import make_lora
+from .layer import LoRALayer, record_gate, refuse_gated_merge
+from .modules import gate_of, make_lora
 
 _MATRICES = ("q", "k", "v")
 
@@ -62,6 +62,7 @@ class MergedQKVLoRALayer(LoRALayer):
     def merge(self, name: str) -> None:
         if name not in self.adapters or self.merged == name:
             return
+        refuse_gated_merge(self.adapters[name], name)
         if self.merged:
             raise InvalidComposition(f"LoRA {self.merged!r} is already merged; call reset_adapter() first")
         self._apply(name, invert=False)
@@ -105,9 +106,14 @@ class MergedQKVLoRALayer(LoRALayer):
             return None
         lora = self.adapters[setup]
         x = args[0]
+        scaling = lora.scaling
+        if lora.use_gating:  # one gate per enabled matrix, spread over its third of the output; it replaces alpha
+            record_gate(self, setup, lora, x)
+            gate = gate_of(lora, x).squeeze(-1).repeat_interleave(self.out_features // 3, dim=-1)
+            scaling = self._pad(setup, gate, 1.0).unsqueeze(1)
         if lora.composition_mode == "scale":
-            return output * (self._pad(setup, lora.lora_B.view(-1), 1.0) * lora.scaling)
+            return output * (self._pad(setup, lora.lora_B.view(-1), 1.0) * scaling)
         _, groups = self.enabled[setup]
         after_a = F.linear(lora.dropout(x), lora.lora_A)
         after_b = F.conv1d(after_a.transpose(-2, -1), lora.lora_B.unsqueeze(-1), groups=groups).transpose(-2, -1)
-        return output + self._pad(setup, after_b, 0.0) * lora.scaling
+        return output + self._pad(setup, after_b, 0.0) * scaling

@@ -45,8 +45,7 @@ class _Additive(nn.Module):
     composition_mode = "add"
 
     def _setup_common(self, config: LoRAConfig, out_features: int, weight: Optional[torch.Tensor]) -> None:
-        if config.use_gating:
-            raise InvalidAdapterConfig("gated LoRA is not supported by the engine", field="use_gating")
+        self.use_gating = config.use_gating
         self.r = config.r
         self.scaling = config.alpha / config.r
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
@@ -61,6 +60,10 @@ class _Additive(nn.Module):
             self.m = nn.Linear(1, out_features, bias=False)
             with torch.no_grad():
                 self.m.weight.copy_(torch.linalg.norm(weight.detach().float(), dim=1).unsqueeze(1))
+
+    def _scaled(self, delta: torch.Tensor, layer_input: torch.Tensor) -> torch.Tensor:
+        """The update times alpha / r, or (gated) times the gate, which replaces that scaling (the library)."""
+        return delta * gate_of(self, layer_input) if self.use_gating else delta * self.scaling
 
     def bind(self, host: nn.Module) -> None:
         """The module this adapter adapts (DoRA reads its current weight; out x in, a Linear)."""
@@ -122,6 +125,7 @@ class LoRA(_Additive):
         if config.init_weights_seed is not None:
             torch.manual_seed(config.init_weights_seed)
         _init_pair(self.lora_A, self.lora_B, config.init_weights)
+        add_gate(self, in_features, config, groups)
 
     @property
     def delta_w(self) -> torch.Tensor:
@@ -129,7 +133,7 @@ class LoRA(_Additive):
 
     def forward(self, hidden, layer_input):
         x = layer_input if hidden is None else hidden
-        return self.dropout(x) @ self.lora_A.t() @ self.lora_B.t() * self.scaling
+        return self._scaled(self.dropout(x) @ self.lora_A.t() @ self.lora_B.t(), layer_input)
 
 
 class VeraShared(nn.Module):
@@ -189,6 +193,7 @@ class Vera(_Additive):
         self.vera_B = nn.Parameter(torch.diag(torch.full((out_features,), float(config.vera_b))))
         self.shared = shared  # a submodule: its buffers follow .to() and appear in this module's state dict
         shared.users += 1
+        add_gate(self, in_features, config)
 
     def release(self) -> Optional[int]:
         """Called when this module leaves its layer; the shared A/B's remaining users."""
@@ -202,7 +207,7 @@ class Vera(_Additive):
     def forward(self, hidden, layer_input):
         x = layer_input if hidden is None else hidden
         x = self.dropout(x) @ self.shared.lora_A.t() @ self.vera_D.t() @ self.shared.lora_B.t() @ self.vera_B.t()
-        return x * self.scaling
+        return self._scaled(x, layer_input)
 
 
 class IA3(nn.Module):
@@ -212,8 +217,9 @@ class IA3(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, config: LoRAConfig, groups: int = 1):
         super().__init__()
-        if config.use_gating or config.dropout > 0:
-            raise InvalidAdapterConfig("(IA)^3 supports neither gating nor dropout", field="dropout")
+        if config.dropout > 0:
+            raise InvalidAdapterConfig("(IA)^3 does not support dropout (the library refuses it too)", field="dropout")
+        self.use_gating = config.use_gating
         self.scaling = config.alpha
         self.lora_B = nn.Parameter(torch.zeros(out_features, 1))
         if config.init_weights_seed is not None:
@@ -226,6 +232,7 @@ class IA3(nn.Module):
             elif config.init_weights != "lora":
                 raise InvalidAdapterConfig(f"init_weights {config.init_weights!r} is not supported for (IA)^3",
                                            field="init_weights")
+        add_gate(self, in_features, config, groups)
 
     @property
     def delta_w(self) -> torch.Tensor:
@@ -234,6 +241,8 @@ class IA3(nn.Module):
     def forward(self, hidden, layer_input):
         vector = self.lora_B.view(1, 1, -1)
         scaled = vector if hidden is None else hidden * vector
+        if self.use_gating:  # the gate replaces alpha (the library)
+            return scaled * gate_of(self, layer_input)
         return scaled * self.scaling
 
     def combine(self, output, delta):
@@ -244,6 +253,25 @@ class IA3(nn.Module):
 
     def unmerge_from(self, weight, delta_w):
         return weight / (delta_w * self.scaling)
+
+
+def add_gate(module: nn.Module, in_features: int, config: LoRAConfig, heads: int = 1) -> None:
+    """Gated LoRA / (IA)^3 / VeRA (``use_gating``): ``gate``, a Linear from the projection's input to one value
+    per head (a fused q/k/v projection: one per enabled matrix), weight drawn from N(0, 0.02) (the library)."""
+    if config.use_gating:
+        module.gate = nn.Linear(in_features, heads)
+        nn.init.normal_(module.gate.weight, std=0.02)
+
+
+def gate_of(module: nn.Module, layer_input: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, 1): the sigmoid of the gate averaged over the sequence (padding included, as the library;
+    the placeholder rows DistilBERT's prefix route puts in front of a projection's input are not part of it)."""
+    from ..prefix_tuning.projections import placeholder_rows
+
+    skip = placeholder_rows(layer_input)
+    if skip:
+        layer_input = layer_input[:, skip:]
+    return torch.sigmoid(module.gate(layer_input)).mean(dim=1).unsqueeze(-1)
 
 
 def make_lora(in_features: int, out_features: int, config: LoRAConfig, groups: int = 1,

@@ -74,11 +74,11 @@ class DisentangledRoute:
     # --- hooks ---
     def _before_attention(self, module, args, kwargs):
         forward = ForwardContext.current()
-        prefix = self.owner.layer_prefix(self.layer_idx) if forward is not None else None
+        hidden = args[0] if args else kwargs.get(self.params[0])
+        prefix = self.owner.layer_prefix(self.layer_idx, hidden=hidden) if forward is not None else None
         if prefix is None:
             return None
         keys, values = prefix
-        hidden = args[0] if args else kwargs.get(self.params[0])
         args, kwargs = list(args), dict(kwargs)
         index = self.params.index(self.mask_name)
         if self.mask_name in kwargs or index >= len(args):

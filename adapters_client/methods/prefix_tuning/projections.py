@@ -22,6 +22,20 @@ from ...errors import InvalidAdapterConfig
 from ...hooks import note_expected, note_ran, pick_parameter
 
 _PENDING = "prefix_projection_pending"
+_PLACEHOLDERS = "prefix_projection_placeholders"
+
+
+def placeholder_rows(tensor) -> int:
+    """How many placeholder rows for the prefix this route put in front of ``tensor`` (the input of a key/value
+    projection, or of every projection when the queries share it); 0 for any other tensor."""
+    forward = ForwardContext.current()
+    if forward is None:
+        return 0
+    for layer in forward.extras.get(_PLACEHOLDERS, {}).values():
+        found = layer.get(id(tensor))
+        if found is not None and found[1] is tensor:
+            return found[0]
+    return 0
 
 
 class _Pending(NamedTuple):
@@ -69,7 +83,8 @@ class ProjectionRoute:
     # --- hooks ---
     def _before_attention(self, module, args, kwargs):
         forward = ForwardContext.current()
-        prefix = self.owner.layer_prefix(self.layer_idx) if forward is not None else None
+        hidden = self._get(args, kwargs, self.inputs[-1])  # the library gates on the value input
+        prefix = self.owner.layer_prefix(self.layer_idx, hidden=hidden) if forward is not None else None
         if prefix is None:
             return None
         keys, values = prefix
@@ -88,6 +103,8 @@ class ProjectionRoute:
         note_ran(("prefix", self.layer_idx))
         for which, path in self.projection_paths.items():
             note_expected((f"prefix-{which}", self.layer_idx), path)
+        # LoRA gates average over the sequence: they must not see these placeholder rows (placeholder_rows)
+        forward.extras.setdefault(_PLACEHOLDERS, {})[self.layer_idx] = {id(t): (length, t) for t in extended.values()}
         forward.extras.setdefault(_PENDING, {})[self.layer_idx] = _Pending(
             _as_rows(keys, reference), _as_rows(values, reference), length, not self.separate)
         return tuple(args), kwargs
@@ -103,6 +120,8 @@ class ProjectionRoute:
 
     def _after_attention(self, module, args, output):
         forward = ForwardContext.current()
+        if forward is not None:
+            forward.extras.get(_PLACEHOLDERS, {}).pop(self.layer_idx, None)
         pending = forward.extras.get(_PENDING, {}).pop(self.layer_idx, None) if forward is not None else None
         if pending is None or not pending.strip_queries:
             return None

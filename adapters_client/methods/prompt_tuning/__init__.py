@@ -11,11 +11,43 @@ from ...architectures import get_path
 from ...context import ForwardContext
 from ...errors import IncompatibleAdapter, InvalidAdapterConfig
 from ...hooks import note_ran, pick_parameter
+from ...weights import init_overwritten
+
+def string_init(config, model_config, word_embeddings: nn.Module) -> torch.Tensor:
+    """``prompt_init="from_string"`` as in the adapters library: the tokenizer named by the model config's
+    ``tokenizer_name_or_path`` encodes ``prompt_init_text`` (special tokens included), the ids are repeated up to
+    ``prompt_length`` and cut there, and the word embeddings of those ids (``get_input_embeddings()``) are the
+    initial prompt. A missing or unloadable tokenizer is an InvalidAdapterConfig when the adapter is added."""
+    source = getattr(model_config, "tokenizer_name_or_path", None)
+    if not isinstance(source, str) or not source:
+        raise InvalidAdapterConfig("prompt_init 'from_string' needs the tokenizer of the model: set "
+                                   "model.config.tokenizer_name_or_path (a folder or a cached Hub name) first, as "
+                                   "the adapters library reads it", field="prompt_init")
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as exc:  # offline without a cached copy, not a tokenizer folder, ...
+        raise InvalidAdapterConfig(f"prompt_init 'from_string': cannot load the tokenizer {source!r} "
+                                   f"({type(exc).__name__}: {exc})", field="prompt_init") from None
+    ids = list(tokenizer(config.prompt_init_text)["input_ids"])
+    if not ids:
+        raise InvalidAdapterConfig("prompt_init 'from_string': prompt_init_text gives no tokens",
+                                   field="prompt_init_text")
+    ids = (ids * -(-config.prompt_length // len(ids)))[: config.prompt_length]
+    vocabulary = word_embeddings.weight.shape[0]
+    if max(ids) >= vocabulary:
+        raise InvalidAdapterConfig(f"prompt_init 'from_string': the tokenizer {source!r} gives id {max(ids)}, but "
+                                   f"the model's embeddings hold {vocabulary} tokens", field="prompt_init")
+    with torch.no_grad():
+        weight = word_embeddings.weight
+        return word_embeddings(torch.tensor(ids, dtype=torch.long, device=weight.device)).float()
+
 
 class SoftPrompt(nn.Module):
     """``prompt_embedding``: (prompt_length, hidden) as in the adapters library."""
 
-    def __init__(self, config, hidden: int, word_embeddings: nn.Module):
+    def __init__(self, config, hidden: int, word_embeddings: nn.Module, model_config=None):
         super().__init__()
         self.config = config
         self.prompt_embedding = nn.Embedding(config.prompt_length, hidden)
@@ -23,8 +55,10 @@ class SoftPrompt(nn.Module):
             torch.manual_seed(config.init_weights_seed)
         scale = config.random_uniform_scale
         if config.prompt_init == "from_string":
-            raise InvalidAdapterConfig("prompt_init 'from_string' needs a tokenizer and is not supported yet",
-                                       field="prompt_init")
+            if not init_overwritten():  # loading: the saved prompt replaces it, no tokenizer needed
+                with torch.no_grad():
+                    self.prompt_embedding.weight.copy_(string_init(config, model_config, word_embeddings))
+            return
         nn.init.uniform_(self.prompt_embedding.weight, a=-scale, b=scale)
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
@@ -60,7 +94,8 @@ class PromptTuning:
 
     def add(self, name: str, config) -> None:
         ref = self.engine._reference_param()
-        module = SoftPrompt(config, self._width(), self.engine.base_model.get_input_embeddings())
+        module = SoftPrompt(config, self._width(), self.engine.base_model.get_input_embeddings(),
+                            self.engine.model_config)
         self.prompts[name] = module.to(device=ref.device, dtype=ref.dtype)
 
     def _width(self) -> int:

@@ -67,12 +67,18 @@ def our_setup(meta: dict):
 
 def build_ours(folder: Path, meta: dict):
     """OUR model for a case: backbone, adapters with heads, fusions, averaged adapter, active setup."""
-    from adapters_client import AutoAdapterModel
+    from adapters_client import AutoAdapterModel, init
 
-    model = AutoAdapterModel.from_pretrained(str(folder / meta["backbone"]),
-                                             attn_implementation=meta["attn_implementation"])
+    if meta.get("init_class"):  # the library wrapped this transformers class (its own head) with adapters.init
+        import transformers
+
+        model = init(getattr(transformers, meta["init_class"]).from_pretrained(
+            str(folder / meta["backbone"]), attn_implementation=meta["attn_implementation"]))
+    else:
+        model = AutoAdapterModel.from_pretrained(str(folder / meta["backbone"]),
+                                                 attn_implementation=meta["attn_implementation"])
     for name, relative in meta["adapters"].items():
-        loaded = model.load_adapter(str(folder / relative), with_head=True)
+        loaded = model.load_adapter(str(folder / relative), with_head=not meta.get("init_class"))
         assert loaded == name, f"adapter folder {relative} loaded as {loaded!r}, expected {name!r}"
     for relative in meta["fusions"].values():
         model.load_adapter_fusion(str(folder / relative))

@@ -29,15 +29,48 @@ from . import (ATOL, BACKBONES_DIR, CASE_FILE, CASES_DIR, DATA_FILE, EXPECTED_PR
                max_diff, rowwise)
 
 ROOT = Path(__file__).resolve().parents[3]
-ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama")
+ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama", "mistral", "qwen2",
+         "modernbert", "bart", "t5")
 PAD_IDS = {"bert": 0, "roberta": 1, "xlm-roberta": 1, "distilbert": 0, "gpt2": 0, "electra": 0, "deberta-v2": 0,
-           "llama": 0}
+           "llama": 0, "mistral": 0, "qwen2": 0, "modernbert": 0, "bart": 1, "t5": 0}
+# encoder-decoder archs: inputs carry decoder_input_ids; every row ends its text with <eos> (EOS_IDS), which the
+# library's sequence heads read (the decoder output at the last <eos> of input_ids)
+EOS_IDS = {"bart": 2, "t5": 1}
+DECODER_START_IDS = {"bart": 2, "t5": 0}
+# (arch, method) -> why OUR library has no case for a method the library supports there (refused with a typed error)
+NOT_IMPLEMENTED = {
+    ("t5", "seq_bn_inv"): "invertible adapters on T5 are refused (no single embedding-output hook)",
+    ("t5", "double_seq_bn_inv"): "invertible adapters on T5 are refused (no single embedding-output hook)",
+}
+# archs the library reaches only through its pre-supported plugin interface (no *AdapterModel): it runs a
+# transformers class wrapped with ``adapters.init``; method cases use the base model (``last_hidden_state``), head
+# cases the transformers class of INTERFACE_HEADS (its own head, weights in its backbone folder) which OUR side
+# wraps with ``adapters_client.init`` (case.json: ``library_class``, ``init_class``)
+INTERFACE_ARCHS = ("qwen2", "modernbert")
+INTERFACE_HEADS = {
+    # Qwen2ForQuestionAnswering keeps its base model under ``transformer``, not the row's ``model`` (see
+    # docs/engine-status.md, "Mistral, Qwen2, ModernBERT"): no case
+    "qwen2": {"classification": "AutoModelForSequenceClassification", "tagging": "AutoModelForTokenClassification",
+              "causal_lm": "AutoModelForCausalLM"},
+    "modernbert": {"classification": "AutoModelForSequenceClassification", "tagging": "AutoModelForTokenClassification",
+                   "question_answering": "AutoModelForQuestionAnswering", "masked_lm": "AutoModelForMaskedLM"},
+}
+# methods whose interface cases run the LM class: on an ``adapters.init`` base model (no base-model prefix) adapters
+# 1.3.0 leaves the shared PHM parameters out of save_adapter (its filter wants ".shared_parameters.<name>.")
+INTERFACE_LM_METHODS = {"compacter": "shared PHM parameters", "compacter++": "shared PHM parameters"}
+INTERFACE_LM_HEAD = {"qwen2": "causal_lm", "modernbert": "masked_lm"}
+SLIDING_WINDOW = ("mistral", "qwen2", "modernbert")
+INTERFACE_SOURCE = " (adapters.init with its pre-supported plugin interface)"
 VOCAB = 99
 ATTENTION = ("eager", "sdpa")
 # arch -> the attention implementations transformers 4.57 (the library's line) has for it, when not both;
 # our sdpa path on newer transformers is checked against the eager cases (tests/client/test_arch_rows.py)
-ATTENTION_OF = {"electra": ("eager",), "deberta-v2": ("eager",)}
-STD = 0.3  # randomised adapter / head / fusion weights (most methods start as the identity)
+ATTENTION_OF = {"electra": ("eager",), "deberta-v2": ("eager",), "t5": ("eager",)}
+STD = 0.3  # randomised adapter / head weights (most methods start as the identity)
+# randomised fusion weights (query, key, value): with STD the fusion scores reach 40-100 and the softmax turns
+# float32 rounding (which differs between CPUs' kernels) into output differences above 1e-5 even for the
+# library's own order of operations; at this scale the scores stay within a few units, as with trained fusions
+FUSION_STD = 0.05
 METHODS = {
     "seq_bn": "seq_bn", "double_seq_bn": "double_seq_bn", "par_bn": "par_bn", "scaled_par_bn": "scaled_par_bn",
     "lora": "lora", "ia3": "ia3", "prefix_tuning": "prefix_tuning[prefix_length=5,bottleneck_size=24]",
@@ -47,9 +80,41 @@ METHODS = {
     # bottleneck size 32/4 = 8 must be divisible by phm_dim=4, the library's default reduction 32 gives 1)
     "seq_bn_inv": "seq_bn_inv", "double_seq_bn_inv": "double_seq_bn_inv",
     "compacter": "compacter[reduction_factor=4]", "compacter++": "compacter++[reduction_factor=4]",
+    # config unions (several methods under one adapter name) and gating (use_gating=True)
+    "unipelt": "unipelt",
+    "prefix_tuning-par_bn": "prefix_tuning[prefix_length=5,bottleneck_size=24]|par_bn[reduction_factor=4]",
+    "seq_bn-par_bn": "seq_bn[mh_adapter=True,output_adapter=False,reduction_factor=4]|par_bn[reduction_factor=4]",
+    "lora_gated": "lora[use_gating=True]", "ia3_gated": "ia3[use_gating=True]",
+    "seq_bn_gated": "seq_bn[use_gating=True]",
+    # a sequential adapter after the attention too (mh_adapter): its pre_forward uses the site's LN (ModernBERT:
+    # the plugin interface's layer_ln_1 = mlp_norm), which none of the presets above reaches there
+    "seq_bn_mh": "seq_bn[mh_adapter=True,reduction_factor=4]",
+    "prefix_tuning_gated": "prefix_tuning[prefix_length=5,bottleneck_size=24,use_gating=True,shared_gating=False]",
+    # ReFT; LoReFT with r = hidden size (32): its orthogonal map is then square (matrix exponential) and the random
+    # stored tensors give a non-zero projection (the Householder map of r < hidden rounds random values to zero)
+    "loreft": "loreft[r=32,suffix_positions=2]", "noreft": "noreft[suffix_positions=2]",
+    "direft": "direft[tied_weights=True,suffix_positions=2,non_linearity='tanh']",
 }
+# method -> the archs its case is written for (default: every arch). Unions and gates: the eight archs of the
+# method rows; with a prefix, those where the library's sdpa prefix path is right (GPT-2, DistilBERT and Llama are
+# compared with the library in eager mode by tests/parity/test_unions_library.py instead)
+_UNION_ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama")
+_SDPA_PREFIX_OK = ("bert", "roberta", "xlm-roberta", "electra", "deberta-v2")
+METHOD_ARCHS = {"unipelt": _SDPA_PREFIX_OK, "prefix_tuning-par_bn": _SDPA_PREFIX_OK,
+                "prefix_tuning_gated": _SDPA_PREFIX_OK, "seq_bn-par_bn": _UNION_ARCHS, "lora_gated": _UNION_ARCHS,
+                "ia3_gated": _UNION_ARCHS, "seq_bn_gated": _UNION_ARCHS}
+# ReFT: every arch but BART (refused there: the library places decoder interventions by the encoder's mask and
+# fails when the decoder is shorter; tests/parity/test_reft_library.py checks it)
+METHOD_ARCHS.update({method: tuple(a for a in ARCHS if a not in ("bart", "t5"))  # encoder-decoders: refused
+                     for method in ("loreft", "noreft", "direft")})
+METHOD_ARCHS["seq_bn_mh"] = ("mistral", "qwen2", "modernbert")
+# method -> why the library's reload of its own saved folder computes something else than the model that saved it;
+# the case expects what the library computes from the saved files (checked to differ, so a fixed library shows)
+RELOAD_DIFFERS = {"direft": "adapters 1.3.0 writes no subtract_projection key (a class attribute, not a field) and "
+                            "reads its DiReFT folder back with subtract_projection=True"}
 # method -> head kind of its case (default: classification); LM heads apply the inverse of invertible adapters
-METHOD_HEADS = {"seq_bn_inv": "causal_lm", "double_seq_bn_inv": "causal_lm"}
+METHOD_HEADS = {"seq_bn_inv": "causal_lm", "double_seq_bn_inv": "causal_lm",
+                ("bart", "seq_bn_inv"): "seq2seq_lm", ("bart", "double_seq_bn_inv"): "seq2seq_lm"}
 # head kind -> (library method, arguments, head type in the library's per-model ``head_types``)
 HEADS = {
     "classification": ("add_classification_head", {"num_labels": 3}, "classification"),
@@ -59,6 +124,7 @@ HEADS = {
     "multiple_choice": ("add_multiple_choice_head", {"num_choices": 2}, "multiple_choice"),
     "question_answering": ("add_qa_head", {}, "question_answering"),
     "causal_lm": ("add_causal_lm_head", {}, "causal_lm"),
+    "seq2seq_lm": ("add_seq2seq_lm_head", {}, "seq2seq_lm"),
     "masked_lm": ("add_masked_lm_head", {}, "masked_lm"),
 }
 # (arch, method) -> why the library's sdpa output is wrong; the case stores its eager (or row-wise) output
@@ -71,7 +137,12 @@ WRONG_UNDER_SDPA = {
                                 "columns (with padding the prefix is masked out: output = no prefix) and, with no "
                                 "mask, lets sdpa's is_causal align the causal mask to the top left of the longer "
                                 "key axis; its eager path is right (a row alone = that row in the batch)",
+    ("bart", "prefix_tuning"): "adapters 1.3.0's BART sdpa path builds the decoder self-attention's prefix columns "
+                               "wrong (transformers 4.57 gives sdpa a boolean keep-mask, or none, there, and the "
+                               "library inverts the prefix columns as for a float mask); its eager path is right",
 }
+WRONG_UNDER_SDPA[("mistral", "prefix_tuning")] = WRONG_UNDER_SDPA[("llama", "prefix_tuning")].replace("Llama",
+                                                                                                   "Mistral")
 PROMPT_SDPA = ("adapters 1.3.0's sdpa path lets the prompt tokens attend to padded positions (the prompt rows "
                "of its extended mask are not masked); its eager path masks them")
 for _arch in ARCHS[:4]:
@@ -108,14 +179,16 @@ class Spec:
     average: Optional[dict] = None
     choices: bool = False
     method: Optional[str] = None
+    hf_head: Optional[str] = None  # INTERFACE_ARCHS: head kind of the transformers class (None: the base model)
 
     @property
     def folder(self) -> Path:
         return CASES_DIR / self.family / self.name
 
 
-def backbone_model(arch: str):
-    """A tiny randomly initialised HF base model (fixed seed)."""
+def backbone_model(arch: str, hf_head: Optional[str] = None):
+    """A tiny randomly initialised HF base model (fixed seed); ``hf_head``: the transformers class with that head
+    (INTERFACE_HEADS)."""
     from transformers import AutoModel, BertConfig, DistilBertConfig, GPT2Config, RobertaConfig, XLMRobertaConfig
 
     torch.manual_seed(1234 + ARCHS.index(arch))
@@ -139,7 +212,35 @@ def backbone_model(arch: str):
         "llama": lambda: transformers.LlamaConfig(
             hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
             max_position_embeddings=64, bos_token_id=2, eos_token_id=2, **common),
+        # Llama's layout; sliding window 4 (< the 8 input tokens) on every layer (Mistral), on layer 1 (Qwen2)
+        "mistral": lambda: transformers.MistralConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
+            max_position_embeddings=64, sliding_window=4, bos_token_id=2, eos_token_id=2, **common),
+        "qwen2": lambda: transformers.Qwen2Config(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=37,
+            max_position_embeddings=64, use_sliding_window=True, sliding_window=4, max_window_layers=1,
+            bos_token_id=2, eos_token_id=2, **common),
+        # layer 0 global, layer 1 local attention (4 tokens each side); no torch.compile of the MLP. Biases on
+        # Wqkv/Wo: adapters.init replaces a bias-free Wqkv by a Linear with a fresh random bias (adapters 1.3.0),
+        # which would change the backbone on every load
+        "modernbert": lambda: transformers.ModernBertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, attention_bias=True,
+            global_attn_every_n_layers=2, local_attention=8, max_position_embeddings=64, bos_token_id=1,
+            eos_token_id=2, cls_token_id=1, sep_token_id=2, reference_compile=False, **common),
+        # post-LN encoder-decoder, 2 + 2 layers, cross-attention in every decoder layer
+        "bart": lambda: transformers.BartConfig(
+            d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+            encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64, bos_token_id=0, eos_token_id=2,
+            decoder_start_token_id=2, forced_eos_token_id=None, **common),
+        # pre-RMSNorm encoder-decoder, relative position buckets, no biases, tied embeddings (scaled output)
+        "t5": lambda: transformers.T5Config(
+            d_model=32, d_kv=16, d_ff=37, num_layers=2, num_decoder_layers=2, num_heads=2,
+            relative_attention_num_buckets=8, relative_attention_max_distance=16, eos_token_id=1,
+            decoder_start_token_id=0, **common),
     }[arch]()
+    if hf_head is not None:
+        config.num_labels = HEADS[hf_head][1].get("num_labels", 2)
+        return getattr(transformers, INTERFACE_HEADS[arch][hf_head]).from_config(config)
     return AutoModel.from_config(config)
 
 
@@ -147,9 +248,26 @@ def attentions(arch: str) -> tuple:
     return ATTENTION_OF.get(arch, ATTENTION)
 
 
-def backbone_path(arch: str) -> str:
+def backbone_path(arch: str, hf_head: Optional[str] = None) -> str:
     """Relative to the repository root: adapter_config.json's ``model_name`` stays machine independent."""
-    return (BACKBONES_DIR / arch).relative_to(ROOT).as_posix()
+    return (BACKBONES_DIR / backbone_name(arch, hf_head)).relative_to(ROOT).as_posix()
+
+
+def backbone_name(arch: str, hf_head: Optional[str] = None) -> str:
+    return arch if hf_head is None else f"{arch}-{hf_head}"
+
+
+def library_model(arch: str, attn: str, hf_head: Optional[str] = None):
+    """The library's model of ``arch``: its ``*AdapterModel``, or (INTERFACE_ARCHS) the transformers class wrapped
+    with ``adapters.init``, which picks the library's pre-supported plugin interface for the model type."""
+    if arch not in INTERFACE_ARCHS:
+        return adapters.AutoAdapterModel.from_pretrained(backbone_path(arch), attn_implementation=attn)
+    auto = INTERFACE_HEADS[arch][hf_head] if hf_head else "AutoModel"
+    model = getattr(transformers, auto).from_pretrained(backbone_model_or_path(arch, hf_head),
+                                                        attn_implementation=attn)
+    adapters.init(model)
+    assert model.base_model.adapter_interface is not None, f"{arch}: the library used no plugin interface"
+    return model
 
 
 def make_inputs(arch: str, choices: bool = False) -> dict:
@@ -158,13 +276,21 @@ def make_inputs(arch: str, choices: bool = False) -> dict:
     ids = torch.randint(3, VOCAB, (4, 8), generator=generator)
     mask = torch.ones(4, 8, dtype=torch.long)  # row 0: plain
     mask[1, 5:] = 0
-    mask[3, 3:] = 0
+    # sliding-window archs: a padded query whose whole window is padding has no defined output (eager and sdpa
+    # differ there), so row 3 keeps 5 attended tokens; every row is still longer than the window
+    mask[3, 5 if arch in SLIDING_WINDOW else 3:] = 0
     ids[2, 3] = PAD_IDS[arch]  # row 2: the pad id inside real text, attention_mask 1 there
     inputs = {"input_ids": ids, "attention_mask": mask}
     if arch == "bert":
         types = torch.zeros_like(ids)
         types[:, 4:] = 1
         inputs["token_type_ids"] = types
+    if arch in EOS_IDS:  # <eos> closes each row's attended text; decoder inputs of the same length
+        for row in range(4):
+            ids[row, int(mask[row].sum()) - 1] = EOS_IDS[arch]
+        decoder = torch.randint(3, VOCAB, (4, 8), generator=generator)
+        decoder[:, 0] = DECODER_START_IDS[arch]
+        inputs["decoder_input_ids"] = decoder
     if choices:
         inputs = {k: v.view(2, 2, 8) for k, v in inputs.items()}
     return inputs
@@ -179,7 +305,8 @@ def randomise_new(model, before: set, salt: str) -> int:
             if id(param) in before or param.data_ptr() in old_ptrs:
                 continue
             generator = torch.Generator().manual_seed(zlib.crc32(f"{salt}/{name}".encode()))
-            param.copy_(torch.randn(param.shape, generator=generator) * STD)
+            std = FUSION_STD if ".adapter_fusion_layer." in f".{name}" else STD
+            param.copy_(torch.randn(param.shape, generator=generator) * std)
             count += 1
     assert count, f"{salt}: nothing to randomise"
     return count
@@ -218,7 +345,7 @@ def library_save(save: Callable, folder: Path) -> None:
 
 def build_library(spec: Spec, attn: str):
     """The library's model with the case's adapters, heads and fusion added (weights untouched)."""
-    model = adapters.AutoAdapterModel.from_pretrained(backbone_path(spec.arch), attn_implementation=attn)
+    model = library_model(spec.arch, attn, spec.hf_head)
     before = {id(p) for p in model.parameters()}
     for name, config in spec.adapters.items():
         model.add_adapter(name, config=config)
@@ -235,8 +362,9 @@ def build_library(spec: Spec, attn: str):
 def save_parts(spec: Spec, model) -> tuple[dict, dict]:
     """Adapter (+ head) and fusion folders of a case; ``name -> folder relative to the case folders``."""
     saved, fusions = {}, {}
+    head = {} if spec.arch in INTERFACE_ARCHS else {"with_head": True}  # interface: the head is in the backbone
     for name in spec.adapters:
-        library_save(lambda out, **kw: model.save_adapter(out, name, with_head=True, **kw),
+        library_save(lambda out, **kw: model.save_adapter(out, name, **head, **kw),
                      spec.folder / "adapters" / name)
         saved[name] = f"../adapters/{name}"
     if spec.fusion:
@@ -270,7 +398,7 @@ def forward(model, inputs: dict) -> dict:
 
 def reload_library(spec: Spec, attn: str, saved: dict, fusions: dict):
     """A fresh library model that loads the case's written folders (what the golden files reproduce)."""
-    model = adapters.AutoAdapterModel.from_pretrained(backbone_path(spec.arch), attn_implementation=attn)
+    model = library_model(spec.arch, attn, spec.hf_head)
     base = spec.folder / ATTENTION[0]  # the relative folders in case.json start at a case folder
     for name, relative in saved.items():
         assert model.load_adapter(str(base / relative), use_safetensors=True) == name
@@ -306,7 +434,10 @@ def expected_outputs(spec: Spec, saved: dict, fusions: dict, inputs: dict, memor
                 continue
             raise AssertionError(f"{key}: the library no longer fails in eager mode; revisit FAILS_UNDER_EAGER")
         runs[attn] = forward(reload_library(spec, attn, saved, fusions), inputs)
-    assert max_diff(runs[memory_attn], memory) <= 1e-6, f"{spec.name}: saved files do not reproduce the model"
+    if spec.method in RELOAD_DIFFERS:
+        assert max_diff(runs[memory_attn], memory) > 1e-4, f"{spec.name}: the library's reload is right now; revisit"
+    else:
+        assert max_diff(runs[memory_attn], memory) <= 1e-6, f"{spec.name}: saved files do not reproduce the model"
     notes = {"library_wrong_under_sdpa": WRONG_UNDER_SDPA.get(key), "library_fails_under_eager":
              FAILS_UNDER_EAGER.get(key)}
     if key in UNPADDED_INPUTS:
@@ -332,10 +463,15 @@ def write_case(spec: Spec, attn: str, saved: dict, fusions: dict, inputs: dict, 
     outputs, source, notes = result
     folder = spec.folder / attn
     setup = spec.setup()
+    if spec.arch in INTERFACE_ARCHS:
+        library_class = type(library_model(spec.arch, attn, spec.hf_head)).__name__
+        notes = dict(notes, library_class=library_class, init_class=library_class if spec.hf_head else None)
+        source += INTERFACE_SOURCE
     meta = {
         "id": f"{spec.family}/{spec.name}/{attn}", "family": spec.family, "arch": spec.arch,
         "method": spec.method, "attn_implementation": attn,
-        "backbone": os.path.relpath(BACKBONES_DIR / spec.arch, folder).replace(os.sep, "/"),
+        "backbone": os.path.relpath(BACKBONES_DIR / backbone_name(spec.arch, spec.hf_head),
+                                    folder).replace(os.sep, "/"),
         "adapters": saved, "fusions": fusions, "average_adapter": spec.average,
         "setup": setup.to_dict() if isinstance(setup, lib.AdapterCompositionBlock) else setup,
         "skip_layers": spec.skip_layers, "heads": {name: HEADS[kind][2] for name, kind in spec.heads.items()},
@@ -376,21 +512,41 @@ SKIPPED = {("gpt2", "prompt_tuning"): "the library does not support prompt tunin
            # GPT-2's fused c_attn: the library's DoRA fails when added (its magnitude init), VeRA in the forward
            ("gpt2", "dora"): "the library's DoRA fails on GPT-2's fused c_attn (magnitude shape) when added",
            ("gpt2", "vera"): "the library's VeRA fails on GPT-2's fused c_attn in the forward pass (no lora_A)",
-           ("gpt2", "dvora"): "the library's DVoRA fails on GPT-2's fused c_attn (magnitude shape) when added"}
+           ("gpt2", "dvora"): "the library's DVoRA fails on GPT-2's fused c_attn (magnitude shape) when added",
+           ("mistral", "prompt_tuning"): "the library does not support prompt tuning on Mistral",
+           ("bart", "prompt_tuning"): "the library does not support prompt tuning on BART",
+           ("t5", "prompt_tuning"): "the library does not support prompt tuning on T5",
+           ("mistral", "vera"): "the library's VeRA fails on Mistral's grouped-query k/v projections in the forward",
+           ("mistral", "dvora"): "the library's DVoRA fails on Mistral's grouped-query k/v projections in the forward",
+           ("qwen2", "vera"): "the library's VeRA fails on Qwen2's grouped-query k/v projections in the forward",
+           ("qwen2", "dvora"): "the library's DVoRA fails on Qwen2's grouped-query k/v projections in the forward",
+           ("modernbert", "dora"): "the library's DoRA fails on ModernBERT's fused Wqkv (magnitude shape)",
+           ("modernbert", "vera"): "the library's VeRA fails on ModernBERT's fused Wqkv (no lora_A)",
+           ("modernbert", "dvora"): "the library's DVoRA fails on ModernBERT's fused Wqkv"}
+for _arch in INTERFACE_ARCHS:
+    for _method in ("prefix_tuning", "prompt_tuning"):
+        SKIPPED[(_arch, _method)] = f"the library's plugin interface (its only route to {_arch}) has no {_method}"
 BN4, BN8 = "seq_bn[reduction_factor=4]", "seq_bn[reduction_factor=8]"
 
 
 def method_specs() -> list:
-    return [Spec("methods", f"{arch}-{method}", arch, {"x": config}, {"x": METHOD_HEADS.get(method, "classification")},
-                 lambda: "x", method=method)
-            for arch in ARCHS for method, config in METHODS.items() if (arch, method) not in SKIPPED]
+    return [Spec("methods", f"{arch}-{method}", arch, {"x": config},
+                 {} if arch in INTERFACE_ARCHS else
+                 {"x": METHOD_HEADS.get((arch, method), METHOD_HEADS.get(method, "classification"))},
+                 lambda: "x", method=method,
+                 hf_head=INTERFACE_LM_HEAD[arch] if arch in INTERFACE_ARCHS and method in INTERFACE_LM_METHODS
+                 else None)
+            for arch in ARCHS for method, config in METHODS.items() if (arch, method) not in SKIPPED
+            and (arch, method) not in NOT_IMPLEMENTED and arch in METHOD_ARCHS.get(method, ARCHS)]
 
 
 def head_specs(head_types: dict) -> list:
     return [Spec("heads", f"{arch}-{kind}", arch, {"h": "seq_bn"}, {"h": kind}, lambda: "h",
                  choices=kind == "multiple_choice", method="seq_bn")
             for arch in ARCHS for kind, (_, _, library_type) in HEADS.items()
-            if kind != "classification2" and library_type in head_types[arch]]
+            if kind != "classification2" and library_type in head_types[arch] and arch not in INTERFACE_ARCHS] + [
+        Spec("heads", f"{arch}-{kind}", arch, {"h": "seq_bn"}, {}, lambda: "h", method="seq_bn", hf_head=kind)
+        for arch in INTERFACE_ARCHS for kind in INTERFACE_HEADS[arch]]
 
 
 def composition_specs() -> list:
@@ -411,7 +567,12 @@ def composition_specs() -> list:
             Spec("compositions", f"{arch}-adapterdrop", arch, {"a": BN4}, {"a": "classification"}, lambda: "a",
                  skip_layers=[0]),
         ]
-    return specs
+    for spec in specs:  # interface archs: no flex heads in the library, so no per-branch heads either
+        if spec.arch in INTERFACE_ARCHS:
+            spec.heads = {}
+    # the library refuses Parallel on model types outside its list (qwen2, modernbert); tests/client/test_new_rows.py
+    # proves ours there equal to each adapter run alone
+    return [spec for spec in specs if spec.arch not in INTERFACE_ARCHS or not spec.name.endswith("-parallel")]
 
 
 def backbone_specs() -> list:
@@ -421,7 +582,7 @@ def backbone_specs() -> list:
 def check_skipped() -> None:
     """Every skipped combination is really refused by the library."""
     for (arch, method), why in SKIPPED.items():
-        model = adapters.AutoAdapterModel.from_pretrained(backbone_path(arch))
+        model = library_model(arch, "eager")
         try:
             model.add_adapter("x", config=METHODS[method])
             model.set_active_adapters("x")  # some fail only when run (VeRA on GPT-2)
@@ -448,6 +609,9 @@ def main(argv=None) -> None:
         shutil.rmtree(CASES_DIR, ignore_errors=True)
     head_types = {}
     for arch in ARCHS:
+        if arch in INTERFACE_ARCHS:  # the transformers classes' own heads (adapters.init keeps them)
+            head_types[arch] = {HEADS[kind][2] for kind in INTERFACE_HEADS[arch]}
+            continue
         head_types[arch] = set(type(adapters.AutoAdapterModel.from_pretrained(backbone_model_or_path(arch))).head_types)
     check_skipped()
     specs = backbone_specs() + method_specs() + head_specs(head_types) + composition_specs()
@@ -466,17 +630,18 @@ def main(argv=None) -> None:
     print(f"{sum(len(attentions(spec.arch)) for spec in specs)} cases written; {size / 1e6:.2f} MB under {CASES_DIR.relative_to(ROOT)}")
 
 
-def backbone_model_or_path(arch: str) -> str:
+def backbone_model_or_path(arch: str, hf_head: Optional[str] = None) -> str:
     """The saved backbone of ``arch`` (written on first use; deterministic, so concurrent writers agree)."""
-    if not (BACKBONES_DIR / arch / "model.safetensors").is_file():
+    name = backbone_name(arch, hf_head)
+    if not (BACKBONES_DIR / name / "model.safetensors").is_file():
         BACKBONES_DIR.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{arch}-", dir=BACKBONES_DIR))
-        backbone_model(arch).save_pretrained(str(staging), safe_serialization=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=BACKBONES_DIR))
+        backbone_model(arch, hf_head).save_pretrained(str(staging), safe_serialization=True)
         try:
-            os.replace(staging, BACKBONES_DIR / arch)
+            os.replace(staging, BACKBONES_DIR / name)
         except OSError:  # another generator wrote it first
             shutil.rmtree(staging, ignore_errors=True)
-    return backbone_path(arch)
+    return backbone_path(arch, hf_head)
 
 
 if __name__ == "__main__":
