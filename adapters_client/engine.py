@@ -60,7 +60,9 @@ class AdapterEngine:
             if method.scope == "layer":
                 sites_for(self, method)
         self.base_model.register_forward_pre_hook(self._before_base_forward, with_kwargs=True)
-        self.base_model.register_forward_hook(self._after_base_forward)
+        # always_call: the context the pre-hook opened is closed when the forward raises too (else a later call
+        # of the base model, or an AdapterModel.forward restoring it on exit, would see that dead forward's state)
+        self.base_model.register_forward_hook(self._after_base_forward, always_call=True)
 
     def layers(self):
         """The base model's transformer layers (``spec.layers``); encoder-decoder models: the encoder's, then
@@ -436,7 +438,8 @@ class AdapterEngine:
     def _after_base_forward(self, module, args, output):
         context = _OWNED.get()
         try:
-            self._finish_audit()
+            if output is not None:  # None: the forward raised (an always-called hook); its error is what counts
+                self._finish_audit()
         finally:
             if context is not None:
                 _OWNED.set(None)
