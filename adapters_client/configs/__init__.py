@@ -2,7 +2,7 @@
 
 from .base import ACTIVATIONS, MethodConfig
 from .bottleneck import (
-    BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, DoubleSeqBnInvConfig, ParBnConfig,
+    AdapterPlusConfig, BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, DoubleSeqBnInvConfig, ParBnConfig,
     SeqBnConfig, SeqBnInvConfig,
 )
 from .files import (
@@ -11,7 +11,7 @@ from .files import (
     read_adapter_config_json, read_fusion_config_json,
 )
 from .fusion import AdapterFusionConfig, DynamicAdapterFusionConfig, StaticAdapterFusionConfig
-from .lora import DoRAConfig, DvoRAConfig, IA3Config, LoRAConfig, VeraConfig
+from .lora import DoRAConfig, DvoRAConfig, IA3Config, LoRAConfig, MTLLoRAConfig, VeraConfig
 from .methods import (
     ADAPTER_SEGMENTS, FUSION_SEGMENT_NAMES, MethodSpec, get_method, is_adapter_key, method_for_config,
     register_method, registered_methods, unregister_method,
@@ -29,10 +29,10 @@ AdapterConfig = MethodConfig
 
 __all__ = [
     "ACTIVATIONS", "ADAPTER_CONFIGS", "ADAPTER_SEGMENTS", "ALIASES", "AdapterConfig", "AdapterFusionConfig",
-    "BnConfig", "CONFIG_FILE", "CompacterConfig", "CompacterPlusPlusConfig", "DEFAULT_ADAPTER_CONFIG",
+    "AdapterPlusConfig", "BnConfig", "CONFIG_FILE", "CompacterConfig", "CompacterPlusPlusConfig", "DEFAULT_ADAPTER_CONFIG",
     "DEFAULT_FUSION_CONFIG", "DoRAConfig", "DoubleSeqBnConfig", "DvoRAConfig", "VeraConfig", "DoubleSeqBnInvConfig", "DynamicAdapterFusionConfig",
     "FORMAT_VERSION", "FUSION_CONFIGS", "FUSION_CONFIG_FILE", "FUSION_SEGMENT_NAMES", "FUSION_WEIGHTS_FILE",
-    "HEAD_CONFIG_FILE", "HEAD_WEIGHTS_FILE", "IA3Config", "LoRAConfig", "MethodConfig", "MethodSpec",
+    "HEAD_CONFIG_FILE", "HEAD_WEIGHTS_FILE", "IA3Config", "LoRAConfig", "MTLLoRAConfig", "MethodConfig", "MethodSpec",
     "PICKLE_WEIGHTS_FILE", "ParBnConfig", "PrefixTuningConfig", "PromptTuningConfig", "SeqBnConfig",
     "SeqBnInvConfig", "StaticAdapterFusionConfig", "WEIGHTS_FILE", "build_adapter_config_json", "canonical_json",
     "canonical_name", "config_from_dict", "config_hash", "get_method", "is_adapter_key", "load_config",

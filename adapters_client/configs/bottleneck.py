@@ -202,3 +202,21 @@ class DoubleSeqBnInvConfig(DoubleSeqBnConfig):
 
     inv_adapter: Optional[str] = "nice"
     inv_adapter_reduction_factor: Optional[float] = 2
+
+
+@dataclass(frozen=True, eq=False)
+class AdapterPlusConfig(BnConfig):
+    """AdapterPlus (Steitz & Roth, 2024): one adapter after the FFN output with channel-wise scaling, Houlsby
+    init, GELU and stochastic depth (drop-path per sample on the adapter branch in training; methods/bottleneck).
+    The library gives it no name: its dict form is a plain bottleneck dict (``"architecture": "bottleneck"``)."""
+
+    mh_adapter: bool = False
+    output_adapter: bool = True
+    reduction_factor: Union[float, Mapping] = 96
+    non_linearity: str = "gelu"
+    original_ln_after: bool = False
+    original_ln_before: bool = True
+    residual_before_ln: Union[bool, str] = False
+    stochastic_depth: Optional[float] = 0.1
+    init_weights: str = "houlsby"
+    scaling: Union[float, str] = "channel"

@@ -5,7 +5,7 @@ with ``"architecture": "lora"`` gives the same object as the preset, so names, d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 from .base import MethodConfig
 
@@ -17,6 +17,7 @@ class LoRAConfig(MethodConfig):
     """Low-rank updates of the attention (and optionally FFN) weight matrices."""
 
     family = "lora"
+    _architecture = "lora"  # the "architecture" value of this class (MTLLoRAConfig: "mtl_lora")
 
     architecture: Optional[str] = "lora"
     selfattn_lora: bool = True
@@ -37,8 +38,8 @@ class LoRAConfig(MethodConfig):
     dtype: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if self.architecture != "lora":
-            self._fail("architecture", f"must be 'lora', got {self.architecture!r}")
+        if self.architecture != self._architecture:
+            self._fail("architecture", f"must be {self._architecture!r}, got {self.architecture!r}")
         self._bool("selfattn_lora", "intermediate_lora", "output_lora", "use_gating", "use_dora")
         self._layer_list("leave_out")
         self._number("r", low=1, integer=True)
@@ -124,3 +125,28 @@ class DvoRAConfig(VeraConfig):
     """DVoRA: VeRA's update with DoRA's magnitude/direction split."""
 
     use_dora: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class MTLLoRAConfig(LoRAConfig):
+    """MTL-LoRA (Yang et al., 2024): LoRA with a task-specific r x r transform between A and ``n_up_projection``
+    up-projections mixed by learned weights (softmax with temperature ``weights_sharpness``); adapters of several
+    tasks share A and the up-projections (``share_parameters``) and a MultiTask block routes each row by its task
+    id. Config only for now: the engine refuses it when added (methods/lora/modules.py, ``make_lora``)."""
+
+    _architecture = "mtl_lora"
+
+    architecture: Optional[str] = "mtl_lora"
+    n_up_projection: int = 1
+    task_specific_matrix_type: str = "singular_values"
+    weights_sharpness: Union[float, int] = 0.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._number("n_up_projection", low=1, integer=True)
+        self._choice("task_specific_matrix_type", {"singular_values", "linear"})
+        self._number("weights_sharpness", low=0, low_inclusive=False)
+        if self.composition_mode != "add":
+            self._fail("composition_mode", "MTL-LoRA needs composition_mode 'add'")
+        if self.is_vera:
+            self._fail("vera_d", "MTL-LoRA does not combine with VeRA")

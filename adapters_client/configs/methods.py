@@ -23,7 +23,7 @@ from .bottleneck import (
     BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, DoubleSeqBnInvConfig, ParBnConfig,
     SeqBnConfig, SeqBnInvConfig,
 )
-from .lora import DoRAConfig, DvoRAConfig, IA3Config, LoRAConfig, VeraConfig
+from .lora import DoRAConfig, DvoRAConfig, IA3Config, LoRAConfig, MTLLoRAConfig, VeraConfig
 from .prefix_prompt import PrefixTuningConfig, PromptTuningConfig
 from .reft import DiReftConfig, LoReftConfig, NoReftConfig, ReftConfig, reft_name
 
@@ -224,6 +224,8 @@ def _bottleneck_name(config: BnConfig) -> str:
 
 
 def _lora_name(config: LoRAConfig) -> str:
+    if isinstance(config, MTLLoRAConfig):
+        return "mtl_lora"
     if config.composition_mode == "scale":
         return "ia3"
     if config.is_vera:
@@ -257,12 +259,13 @@ register_method(MethodSpec(
 register_method(MethodSpec(
     name="lora",
     config_class=LoRAConfig,
-    presets={"lora": LoRAConfig, "ia3": IA3Config, "dora": DoRAConfig, "vera": VeraConfig, "dvora": DvoRAConfig},
+    presets={"lora": LoRAConfig, "ia3": IA3Config, "dora": DoRAConfig, "vera": VeraConfig, "dvora": DvoRAConfig,
+             "mtl_lora": MTLLoRAConfig},
     # VeRA's frozen A/B, shared by every layer, live once under the base model (the library's key names)
     segments=("loras", "shared_parameters"),
     scope="layer",
     attach="adapters_client.methods.lora:inject",
-    architecture_keys=("lora",),
+    architecture_keys=("lora", "mtl_lora"),  # "mtl_lora": MTLLoRAConfig (config only; make_lora refuses it)
     describe=_lora_name,
     leave_out_on_load=True,
 ))

@@ -77,6 +77,10 @@ def config_from_dict(data: Mapping) -> MethodConfig:
             field="architecture",
         )
     cls = method.config_class
+    for factory in method.presets.values():  # a preset class with its own "architecture" value (mtl_lora)
+        if (isinstance(factory, type) and issubclass(factory, cls) and architecture is not None
+                and getattr(factory, "_architecture", None) == architecture != getattr(cls, "_architecture", None)):
+            cls = factory
     if "architecture" not in {f.name for f in dataclasses.fields(cls)}:
         data.pop("architecture", None)
     return _construct(cls, data)

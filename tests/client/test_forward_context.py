@@ -62,3 +62,27 @@ def test_the_error_of_the_forward_is_what_the_caller_sees(recwarn):
     with torch.no_grad(), pytest.raises(RuntimeError, match="boom"):
         model.base_model(**tiny_inputs(batch=2))
     assert not [w for w in recwarn if "silenced" in str(w.message)], [str(w.message) for w in recwarn]
+
+
+def test_loading_a_houlsby_initialised_bottleneck_finishes():
+    """init_weights="houlsby" draws with trunc_normal_, which redraws until every value is in bounds; under
+    overwritten_init (loading) the draws do nothing, so the init must be skipped there, not looped on."""
+    import threading
+
+    from adapters_client.configs import load_config
+    from adapters_client.methods.bottleneck.modules import BottleneckAdapter
+    from adapters_client.weights import overwritten_init
+
+    config = load_config("seq_bn[init_weights=houlsby]")
+    done = []
+
+    def build():
+        with overwritten_init():
+            done.append(BottleneckAdapter("x", 32, 8, config))
+
+    worker = threading.Thread(target=build, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done, "building a houlsby-initialised adapter under overwritten_init did not finish"
+    built = BottleneckAdapter("x", 32, 8, config)  # outside loading: the real truncated-normal init
+    assert float(built.adapter_up.weight.abs().max()) <= 2e-2 and float(built.adapter_up.weight.abs().sum()) > 0

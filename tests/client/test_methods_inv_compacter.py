@@ -229,7 +229,6 @@ def test_missing_embedding_module_is_an_error():
     ({**load_config(COMPACTER).to_dict(), "shared_W_phm": True, "reduction_factor": {"default": 4}},
      "reduction_factor"),
     ({**load_config(COMPACTER).to_dict(), "init_weights": "mam_adapter"}, "init_weights"),
-    ({**load_config("seq_bn").to_dict(), "stochastic_depth": 0.1}, "stochastic_depth"),
 ])
 def test_unsupported_options_are_refused(config, field):
     model = tiny_model("bert")

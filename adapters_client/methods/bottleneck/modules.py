@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...configs import BnConfig
-from ...errors import InvalidAdapterConfig
+from ...weights import init_overwritten
 from .phm import PHMLayer, check_phm_config
 
 
@@ -38,13 +38,22 @@ def bert_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Stochastic depth per sample: each row of ``x`` (dim 0) is zeroed with probability ``p`` and the kept rows
+    are divided by ``1 - p`` (so the expectation is unchanged); ``p = 1`` drops every row. Training only: the
+    caller skips it in eval mode, where it is the identity."""
+    keep = 1.0 - p
+    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    if keep > 0.0:
+        mask = mask / keep
+    return x * mask
+
+
 class BottleneckAdapter(nn.Module):
     """Down-projection, activation, up-projection, scaling; sequential or parallel placement."""
 
     def __init__(self, name: str, input_size: int, down_size: int, config: BnConfig):
         super().__init__()
-        if (config.stochastic_depth or 0) > 0:
-            raise InvalidAdapterConfig("stochastic_depth is not supported by the engine", field="stochastic_depth")
         # (inv_adapter: the invertible block is model-level, methods/invertible; this module is the same)
         self.name = name
         self.config = config
@@ -73,6 +82,9 @@ class BottleneckAdapter(nn.Module):
         if config.use_gating:
             self.gate = nn.Linear(input_size, 1)
         self.dropout = nn.Dropout(p=config.dropout)
+        # stochastic depth (AdapterPlus): the library drops a sequential adapter's branch per sample in training;
+        # its parallel adapter builds the drop module but never calls it, so parallel adapters keep p = 0 here
+        self.stochastic_depth = 0.0 if config.is_parallel else float(config.stochastic_depth or 0.0)
         self._init_weights(config)
 
     def _init_weights(self, config: BnConfig) -> None:
@@ -95,7 +107,10 @@ class BottleneckAdapter(nn.Module):
                     self.gate.apply(bert_init)
             else:  # houlsby
                 for layer in linears + [self.adapter_up]:
-                    nn.init.trunc_normal_(layer.weight, mean=0, std=1e-2, a=-2e-2, b=2e-2)
+                    # trunc_normal_ redraws until every value is in bounds, and under overwritten_init (loading:
+                    # the checkpoint replaces these weights) the draws are no-ops: it would never end
+                    if not init_overwritten():
+                        nn.init.trunc_normal_(layer.weight, mean=0, std=1e-2, a=-2e-2, b=2e-2)
                     nn.init.zeros_(layer.bias)
 
     def pre_forward(self, hidden, input_tensor, layer_norm, query_before_ln: bool | None = None):
@@ -120,7 +135,10 @@ class BottleneckAdapter(nn.Module):
     def forward(self, x, residual):
         """Returns (output, down, up, gate)."""
         down = self.adapter_down(x)
-        up = self.adapter_up(down) * self.scaling
+        up = self.adapter_up(down)
+        if self.stochastic_depth > 0.0 and self.training:
+            up = drop_path(up, self.stochastic_depth)
+        up = up * self.scaling
         output = self.dropout(up)
         gate = None
         if self.config.use_gating:

@@ -94,6 +94,9 @@ METHODS = {
     # stored tensors give a non-zero projection (the Householder map of r < hidden rounds random values to zero)
     "loreft": "loreft[r=32,suffix_positions=2]", "noreft": "noreft[suffix_positions=2]",
     "direft": "direft[tied_weights=True,suffix_positions=2,non_linearity='tanh']",
+    # AdapterPlus (no name in the library: its config class; default stochastic_depth=0.1, the identity in eval
+    # mode; reduction 4 so the tiny models get a bottleneck wider than 1)
+    "adapter_plus": adapters.AdapterPlusConfig(reduction_factor=4),
 }
 # method -> the archs its case is written for (default: every arch). Unions and gates: the eight archs of the
 # method rows; with a prefix, those where the library's sdpa prefix path is right (GPT-2, DistilBERT and Llama are
@@ -184,6 +187,42 @@ class Spec:
     @property
     def folder(self) -> Path:
         return CASES_DIR / self.family / self.name
+
+
+def stochastic_depth_without_torchvision() -> None:
+    """adapters 1.3.0 imports torchvision's StochasticDepth for ``stochastic_depth > 0`` (AdapterPlus) and refuses
+    the config without torchvision, which the reference virtualenv does not hold. Then the library gets a
+    stand-in with torchvision's documented semantics (identity in eval mode or with p = 0; in training each row
+    kept with probability 1 - p and divided by it). The golden cases run in eval mode, where it does nothing."""
+    import importlib.util
+    import sys
+    import types
+
+    if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is not None:
+        return
+
+    class StochasticDepth(torch.nn.Module):
+        def __init__(self, p: float, mode: str):
+            super().__init__()
+            assert mode == "row", mode
+            self.p, self.mode = p, mode
+
+        def forward(self, x):
+            if not self.training or self.p == 0.0:
+                return x
+            keep = 1.0 - self.p
+            noise = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+            noise = noise.bernoulli_(keep)
+            return x * (noise / keep if keep > 0.0 else noise)
+
+    package, ops, module = (types.ModuleType(n) for n in ("torchvision", "torchvision.ops",
+                                                          "torchvision.ops.stochastic_depth"))
+    module.StochasticDepth = StochasticDepth
+    package.ops, ops.stochastic_depth = ops, module
+    sys.modules.update({"torchvision": package, "torchvision.ops": ops, "torchvision.ops.stochastic_depth": module})
+    from adapters.methods import modeling
+
+    modeling.is_torchvision_available = lambda: True
 
 
 def backbone_model(arch: str, hf_head: Optional[str] = None):
@@ -526,6 +565,9 @@ SKIPPED = {("gpt2", "prompt_tuning"): "the library does not support prompt tunin
 for _arch in INTERFACE_ARCHS:
     for _method in ("prefix_tuning", "prompt_tuning"):
         SKIPPED[(_arch, _method)] = f"the library's plugin interface (its only route to {_arch}) has no {_method}"
+for _arch in INTERFACE_ARCHS:  # AdapterPlus: original_ln_after=False, which the hooked adapters refuse
+    SKIPPED[(_arch, "adapter_plus")] = ("the library's plugin interface refuses original_ln_after=False "
+                                        "(AdapterPlus)")
 BN4, BN8 = "seq_bn[reduction_factor=4]", "seq_bn[reduction_factor=8]"
 
 
@@ -602,6 +644,7 @@ def main(argv=None) -> None:
                              "leaving every other case as it is; default: rewrite every case")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
+    stochastic_depth_without_torchvision()
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     logging.getLogger("adapters").setLevel(logging.ERROR)  # "adapters available but none activated" (on purpose)

@@ -54,6 +54,9 @@ UNION_CASES = ("seq_bn-par_bn", "lora_gated", "ia3_gated", "seq_bn_gated")  # a 
 # cases with a prefix: where the library's sdpa prefix path is right (the others are checked in tests/parity)
 PREFIX_UNION_ARCHS = ("bert", "roberta", "xlm-roberta", "electra", "deberta-v2")
 PREFIX_UNION_CASES = ("unipelt", "prefix_tuning-par_bn", "prefix_tuning_gated")
+# AdapterPlus (stochastic depth: the identity in eval mode); the interface rows refuse original_ln_after=False
+ADAPTER_PLUS_ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama",
+                      "mistral", "bart", "t5")
 DOC = Path(__file__).resolve().parents[3] / "docs" / "golden-parity.md"
 CASES = case_dirs()
 
@@ -79,6 +82,7 @@ def required_ids() -> set:
     bases += [f"methods/{arch}-{method}" for arch in REFT_ARCHS for method in ("loreft", "noreft", "direft")]
     bases += [f"methods/{arch}-{case}" for arch in ARCHS + tuple(LATER_ARCHS) for case in UNION_CASES]
     bases += [f"methods/{arch}-{case}" for arch in PREFIX_UNION_ARCHS for case in PREFIX_UNION_CASES]
+    bases += [f"methods/{arch}-adapter_plus" for arch in ADAPTER_PLUS_ARCHS]
     for arch, (methods, heads, compositions) in NEW_ROWS.items():
         bases += [f"plain/{arch}"] + [f"methods/{arch}-{method}" for method in methods]
         bases += [f"heads/{arch}-{kind}" for kind in heads] + [f"compositions/{arch}-{name}" for name in compositions]
