@@ -31,7 +31,7 @@ _CONFIGS = (
     "AdapterConfig", "SeqBnConfig", "DoubleSeqBnConfig", "ParBnConfig", "LoRAConfig", "IA3Config",
     "PrefixTuningConfig", "PromptTuningConfig", "AdapterFusionConfig", "DynamicAdapterFusionConfig",
     "StaticAdapterFusionConfig", "SeqBnInvConfig", "DoubleSeqBnInvConfig", "CompacterConfig",
-    "CompacterPlusPlusConfig", "DoRAConfig", "VeraConfig", "DvoRAConfig",
+    "CompacterPlusPlusConfig", "DoRAConfig", "VeraConfig", "DvoRAConfig", "MTLLoRAConfig",
 )
 
 _LAZY = {name: "adapters_client.configs" for name in _CONFIGS}
@@ -44,6 +44,7 @@ _LAZY.update({
     "Average": "adapters_client.composition",
     "BatchSplit": "adapters_client.composition",
     "Split": "adapters_client.composition",
+    "MultiTask": "adapters_client.composition",
     "AdapterSetup": "adapters_client.context",
     "load": "adapters_client.api",
     "resolve": "adapters_client.hub",

@@ -1,4 +1,4 @@
-"""Composition blocks (Stack, Fuse, Parallel, Average, BatchSplit, Split): data plus a nesting table."""
+"""Composition blocks (Stack, Fuse, Parallel, Average, BatchSplit, Split, MultiTask): data plus a nesting table."""
 
 from __future__ import annotations
 
@@ -133,6 +133,11 @@ class Average(AdapterCompositionBlock):
         return {"weights": self.weights}
 
 
+class MultiTask(AdapterCompositionBlock):
+    """Routes each row to the child its task id names (``task_ids`` of the forward call: child indices or adapter
+    names, one per row); LoRA sites run it (MTL-LoRA's adapters usually ``share_parameters``)."""
+
+
 def _check_sizes(sizes: list, count: int, name: str) -> None:
     if len(sizes) != count or not all(isinstance(s, int) and s >= 0 for s in sizes):
         raise InvalidComposition(f"{name} must be {count} non-negative integers, got {sizes!r}")
@@ -140,8 +145,9 @@ def _check_sizes(sizes: list, count: int, name: str) -> None:
 
 # which block types may be nested inside which (as in the adapters library)
 ALLOWED_NESTINGS = {
-    Stack: (str, Fuse, Split, Parallel, BatchSplit, Average),
+    Stack: (str, Fuse, Split, Parallel, BatchSplit, Average, MultiTask),
     Fuse: (str, Stack),
+    MultiTask: (str, Stack, Average, Fuse),
     Split: (str, Split, Stack, BatchSplit, Average),
     Parallel: (str, Stack, BatchSplit, Average),
     BatchSplit: (str, Stack, Split, BatchSplit, Average),
@@ -180,7 +186,7 @@ def parse_composition(setup, level: int = 0) -> Optional[AdapterCompositionBlock
     raise InvalidComposition(f"cannot read an adapter setup from {type(setup).__name__}")
 
 
-_BLOCKS = {cls.__name__: cls for cls in (Stack, Parallel, Fuse, Split, BatchSplit, Average)}
+_BLOCKS = {cls.__name__: cls for cls in (Stack, Parallel, Fuse, Split, BatchSplit, Average, MultiTask)}
 
 
 def setup_to_dict(block) -> dict:

@@ -15,6 +15,8 @@ _FORWARD: contextvars.ContextVar = contextvars.ContextVar("adapters_client_forwa
 # a mixed-adapter batch (``adapter_names=[...]``): the RowAdapters of this forward, or, while one group of
 # its rows runs through a site, that group's single-adapter setup (RowAdapters.run_group)
 _ROWS: contextvars.ContextVar = contextvars.ContextVar("adapters_client_rows", default=None)
+# ``model(..., task_ids=...)``: the TaskIds of this forward (MultiTask blocks route each row by it)
+_TASKS: contextvars.ContextVar = contextvars.ContextVar("adapters_client_task_ids", default=None)
 
 
 class Replication(NamedTuple):
@@ -226,3 +228,50 @@ def put_rows(target: torch.Tensor, group: RowGroup, values: torch.Tensor) -> Non
         target[group.span[0]:group.span[1]] = values
     else:
         target.index_copy_(0, group.index, values.to(target.dtype))
+
+
+class TaskIds:
+    """The ``task_ids`` of one forward call (a tensor or list: one child index or adapter name per row), which
+    ``MultiTask`` blocks read (methods/lora/mtl.py). Entered as a context by ``AdapterModel.forward`` and by
+    ``init()``-wrapped forwards for the calls inside only, as ``adapter_names`` is; ``memo`` keeps each
+    site's resolved routing for the rest of the forward."""
+
+    def __init__(self, task_ids):
+        self.task_ids = task_ids
+        self.memo: dict = {}
+        self._token = None
+
+    def __enter__(self) -> "TaskIds":
+        self._token = _TASKS.set(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _TASKS.reset(self._token)
+
+    @staticmethod
+    def current() -> Optional["TaskIds"]:
+        return _TASKS.get()
+
+
+def task_context(task_ids, adapter_names=None):
+    """The context a forward call enters for ``task_ids`` (a no-op without them). With ``adapter_names`` too the
+    routing is ambiguous (each row names its adapter already): refused."""
+    if task_ids is None:
+        return _NoTasks()
+    if adapter_names is not None:
+        from .errors import InvalidComposition
+
+        raise InvalidComposition("pass either adapter_names (one adapter per row) or task_ids (MultiTask routing), "
+                                 "not both", field="task_ids")
+    return TaskIds(task_ids)
+
+
+class _NoTasks:
+    """No ``task_ids`` given: a forward nested in one that had them still sees none (as the library's context)."""
+
+    def __enter__(self):
+        self._token = _TASKS.set(None)
+        return None
+
+    def __exit__(self, *exc) -> None:
+        _TASKS.reset(self._token)

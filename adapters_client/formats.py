@@ -69,7 +69,7 @@ def save_adapter(model, save_directory, adapter_name: str, with_head: bool = Tru
     for ext in engine.extensions.values():
         ext.before_save(adapter_name)
     groups = expected_groups(engine, adapter_name, _ADAPTER_SEGMENTS)
-    write_weights(folder / WEIGHTS_FILE, groups, engine.spec.base_prefix)
+    write_weights(folder / WEIGHTS_FILE, groups, engine.weights_prefix)
     _write_json(folder / CONFIG_FILE, meta)
     heads = getattr(model, "heads", None)
     if with_head and heads is not None and adapter_name in heads and hasattr(model, "save_head"):
@@ -158,7 +158,7 @@ def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, wit
     if leave_out:
         config, state = _drop_layers(engine, config, state, leave_out)
     name = load_as or meta["name"]
-    state = rename_keys(_canonical_aliases(state, engine.spec.base_prefix), meta["name"], name,
+    state = rename_keys(_canonical_aliases(state, engine.weights_prefix), meta["name"], name,
                         _ADAPTER_SEGMENTS)
     if name in engine.configs:  # check the file on a scratch copy first: a bad file keeps the old adapter
         _check_loadable(engine, config, rename_keys(state, name, _SCRATCH, _ADAPTER_SEGMENTS))
@@ -166,7 +166,7 @@ def load_adapter(model, adapter_name_or_path, load_as: Optional[str] = None, wit
     with overwritten_init():  # every tensor is overwritten below, or the adapter is deleted again
         engine.add(name, config, overwrite_ok=True)
     try:
-        match_state_dict(state, expected_groups(engine, name, _ADAPTER_SEGMENTS), engine.spec.base_prefix)
+        match_state_dict(state, expected_groups(engine, name, _ADAPTER_SEGMENTS), engine.read_prefixes)
     except Exception:
         engine.delete(name)
         raise
@@ -195,11 +195,14 @@ def _drop_layers(engine, config, state: dict, leave_out: list):
 def _canonical_aliases(state: dict, base_prefix: str) -> dict:
     """The adapters library stores some tensors under two names: keep one copy under our name.
 
-    Each layer's alias of the shared prefix pool, and ``adapter_norm_before`` (= ``adapter_down.0``).
+    Each layer's alias of the shared prefix pool, ``adapter_norm_before`` (= ``adapter_down.0``), and a projection's
+    ``shared_parameters.<name>.lora_A/B`` next to ``loras.<name>.lora_A/B`` (MTL-LoRA, ``share_parameters``).
     """
     marker = "prefix_tuning.pool.prefix_tunings."
     result = {}
     for key, value in state.items():
+        if ".shared_parameters." in key and key.replace(".shared_parameters.", ".loras.", 1) in state:
+            continue  # MTL-LoRA's shared A/B under its share's name too (= the adapter's name): the loras copy counts
         at = key.find(marker)
         if at > 0:
             key = f"{base_prefix}.prefix_tuning.prefix_tunings." + key[at + len(marker):]
@@ -212,7 +215,7 @@ def _check_loadable(engine, config, state: dict) -> None:
     with overwritten_init():
         engine.add(_SCRATCH, config, overwrite_ok=True)
     try:
-        match_state_dict(state, expected_groups(engine, _SCRATCH, _ADAPTER_SEGMENTS), engine.spec.base_prefix)
+        match_state_dict(state, expected_groups(engine, _SCRATCH, _ADAPTER_SEGMENTS), engine.read_prefixes)
     finally:
         engine.delete(_SCRATCH)
 
@@ -231,7 +234,7 @@ def save_adapter_fusion(model, save_directory, fusion_name: str, with_head: bool
     meta["adapter_names"] = list(names)
     meta["hidden_size"] = engine.hidden_size
     write_weights(folder / FUSION_WEIGHTS_FILE, expected_groups(engine, fusion_name, _FUSION_SEGMENTS),
-                  engine.spec.base_prefix)
+                  engine.weights_prefix)
     _write_json(folder / FUSION_CONFIG_FILE, meta)
     heads = getattr(model, "heads", None)
     if with_head and heads is not None and fusion_name in heads and hasattr(model, "save_head"):
@@ -257,7 +260,7 @@ def load_adapter_fusion(model, path, load_as: Optional[str] = None, set_active: 
     with overwritten_init():
         engine.add_fusion(Fuse(*names, name=name), config)
     try:
-        match_state_dict(state, expected_groups(engine, name, _FUSION_SEGMENTS), engine.spec.base_prefix)
+        match_state_dict(state, expected_groups(engine, name, _FUSION_SEGMENTS), engine.read_prefixes)
     except Exception:
         engine.delete_fusion(name)
         raise

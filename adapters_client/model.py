@@ -10,8 +10,10 @@ from torch import nn
 
 from .architectures import find_spec, get_spec
 from .composition import Parallel, Stack
-from .context import ForwardContext
+from .context import ForwardContext, task_context
 from .errors import InvalidComposition
+from .generation import (PARALLELIZED, GenerationSupport, init_generation_members, mark_parallelized,
+                         replicated_for_generation)
 from .model_mixin import ModelAdaptersMixin
 
 try:  # prediction heads live in heads/ (another module); the model works without them
@@ -23,7 +25,7 @@ except ImportError:  # pragma: no cover - only while heads/ does not exist yet
     class _HeadsBase:  # type: ignore[no-redef]
         """Stand-in while heads/ is missing: no heads, the base model output is returned."""
 
-class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
+class AdapterModel(_HeadsBase, ModelAdaptersMixin, GenerationSupport, nn.Module):
     """A Hugging Face base model with adapters and flexible prediction heads.
 
     State-dict keys match the adapters library's ``*AdapterModel`` classes (``bert.…``, ``heads.<name>.…``).
@@ -86,7 +88,8 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, head: Optional[str] = None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, output_adapter_gating_scores: bool = False,
-                output_adapter_fusion_attentions: bool = False, adapter_names: Optional[list] = None, **kwargs):
+                output_adapter_fusion_attentions: bool = False, adapter_names: Optional[list] = None, task_ids=None,
+                **kwargs):
         """Run the base model with the active adapters, then the active (or given) head if there is one.
 
         Inputs of shape (batch, choices, length) (multiple choice) are flattened to (batch * choices, length)
@@ -95,6 +98,7 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
         ``adapter_names``: a mixed-adapter batch (inference only): one adapter name per row, or None for a
         row without adapter. It replaces the active setup for this call only; the backbone runs once and each
         layer applies every row's adapter to that row; each row gets its adapter's head (forward_head_rows).
+        ``task_ids``: for a ``MultiTask`` setup, each row's child (index or adapter name; methods/lora/mtl.py).
         """
         rows = self._row_adapters(adapter_names, input_ids if input_ids is not None else inputs_embeds,
                                   feature_dims=1 if input_ids is not None else 2)
@@ -108,6 +112,8 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
         }
         base_inputs = {k: v for k, v in base_inputs.items() if v is not None}
         kwargs.pop("num_items_in_batch", None)  # passed by the HF Trainer; the backbone does not take it
+        # generate() with Parallel (or the library's keyword): the batch holds one copy per branch already
+        parallelized = kwargs.pop(PARALLELIZED, False) or replicated_for_generation(self)
         head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HEAD_KWARGS or k.startswith("head_")}
         head_kwargs["input_ids"] = input_ids  # decoder heads pick their token by input_ids != pad_token_id
         base_inputs.update(kwargs)
@@ -116,10 +122,13 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
             from .encoder_decoder import fill_decoder_inputs
 
             fill_decoder_inputs(self, spec, base_inputs, labels, head)
-        with ForwardContext() as state, (rows if rows is not None else nullcontext()):
+        with ForwardContext() as state, (rows if rows is not None else nullcontext()), \
+                task_context(task_ids, adapter_names):
             # heads run inside it too (they may read the Parallel state)
             state.extras["output_gating"] = output_adapter_gating_scores
             state.extras["output_fusion"] = output_adapter_fusion_attentions
+            if parallelized:
+                mark_parallelized(self, state, base_inputs)
             outputs = self.base_model(**base_inputs, return_dict=True)
             if spec is not None and spec.tied_output_scale:  # T5: the library's scaling before the heads
                 from .encoder_decoder import scale_tied_output
@@ -146,8 +155,8 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, nn.Module):
     def _adapter_model_head(self, outputs, state, head, attention_mask, labels, return_dict, head_kwargs):
         """The active (or named) head on the base model outputs; the outputs themselves without a head."""
         parallel_names = self._parallel_names(state)
-        if parallel_names and attention_mask is not None:
-            attention_mask = attention_mask.repeat(len(parallel_names), 1)
+        if parallel_names and attention_mask is not None and attention_mask.shape[0] == state.original_batch_size:
+            attention_mask = attention_mask.repeat(len(parallel_names), 1)  # not when replicated before (generate)
         if state.extras.get("attention_mask") is not None:
             attention_mask = state.extras["attention_mask"]
         if state.extras.get("prompt_tokens_length"):
@@ -221,9 +230,11 @@ def _forward_with_rows(original_forward):
         return original_forward
     bind = signature.bind_partial
 
-    def forward(self, *args, adapter_names=None, **kwargs):
+    def forward(self, *args, adapter_names=None, task_ids=None, **kwargs):
         if adapter_names is None:
-            return original_forward(self, *args, **kwargs)
+            with task_context(task_ids):  # MultiTask routing (methods/lora/mtl.py)
+                return original_forward(self, *args, **kwargs)
+        task_context(task_ids, adapter_names)  # both given: refused
         given = bind(self, *args, **kwargs).arguments
         if given.get("input_ids") is not None:
             rows = _row_plan(self, adapter_names, given["input_ids"], feature_dims=1)
@@ -233,9 +244,10 @@ def _forward_with_rows(original_forward):
             return original_forward(self, *args, **kwargs)
 
     params = list(signature.parameters.values())
-    keyword = inspect.Parameter("adapter_names", inspect.Parameter.KEYWORD_ONLY, default=None)
+    keywords = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+                for name in ("adapter_names", "task_ids")]
     at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
-    forward.__signature__ = signature.replace(parameters=params[:at] + [keyword] + params[at:])
+    forward.__signature__ = signature.replace(parameters=params[:at] + keywords + params[at:])
     forward.__doc__ = original_forward.__doc__
     forward.__name__ = "forward"
     forward.__qualname__ = getattr(original_forward, "__qualname__", "forward")
@@ -245,12 +257,14 @@ def _forward_with_rows(original_forward):
 def init(model: nn.Module) -> nn.Module:
     """Add adapter support (add_adapter, set_active_adapters, ...) to an already-built HF model in place.
 
-    Its forward also takes ``adapter_names=[...]`` (a mixed-adapter batch; see ``AdapterModel.forward``)."""
+    Its forward also takes ``adapter_names=[...]`` (a mixed-adapter batch; see ``AdapterModel.forward``) and
+    ``task_ids`` (MultiTask routing)."""
     if isinstance(model, ModelAdaptersMixin):
         return model
     get_spec(model.config.model_type)
     original = type(model)
     namespace = {"__module__": original.__module__, "forward": _forward_with_rows(original.forward)}
+    namespace.update(init_generation_members(original))  # generate() with adapters (Parallel, encoder prefix)
     model.__class__ = type(original.__name__, (ModelAdaptersMixin, original), namespace)
     model._init_adapter_engine()
     return model

@@ -17,7 +17,12 @@ class ModelAdaptersMixin:
 
     # --- plumbing ---
     def _init_adapter_engine(self) -> None:
-        self.__dict__["_adapter_engine"] = AdapterEngine(self.base_model)
+        engine = self.__dict__["_adapter_engine"] = AdapterEngine(self.base_model)
+        # an HF class may keep its base model under another attribute than the row's (Qwen2ForQuestionAnswering:
+        # ``transformer``); the adapters library's files from it carry that prefix, and so do ours
+        prefix = getattr(self, "base_model_prefix", None)
+        if isinstance(prefix, str) and prefix and getattr(self, prefix, None) is self.base_model:
+            engine.weights_prefix = prefix
 
     @property
     def adapter_engine(self) -> AdapterEngine:
@@ -126,6 +131,21 @@ class ModelAdaptersMixin:
     def delete_adapter_fusion(self, adapter_names) -> None:
         name = _fusion_name(adapter_names)
         self.adapter_engine.delete_fusion(name)
+
+    # --- MTL-LoRA: parameters shared by the adapters of a MultiTask block (methods/lora/mtl.py) ---
+    def share_parameters(self, adapter_names, name: Optional[str] = None,
+                         reference_adapter_name: Optional[str] = None) -> None:
+        """The MTL-LoRA adapters ``adapter_names`` (MultiTask, list or "a,b") share ``reference_adapter_name``'s
+        (default: the first one's) A and B, kept under ``shared_parameters.<name>`` (default "a,b")."""
+        from .methods.lora.mtl import share_parameters
+
+        share_parameters(self.adapter_engine, adapter_names, name, reference_adapter_name)
+
+    def unshare_parameters(self, adapter_names, name: Optional[str] = None) -> None:
+        """End a share: each adapter keeps its own copy of the (equal) A and B."""
+        from .methods.lora.mtl import unshare_parameters
+
+        unshare_parameters(self.adapter_engine, adapter_names, name)
 
     # --- LoRA merging, averaging ---
     def merge_adapter(self, name: str) -> None:

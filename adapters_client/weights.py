@@ -150,16 +150,27 @@ def overwritten_init():
         _OVERWRITTEN.reset(token)
 
 
+def _relative_key(key: str, prefixes: list) -> str:
+    for prefix in prefixes:
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
 def init_overwritten() -> bool:
     """True inside ``overwritten_init``: an initialisation that needs outside resources (a tokenizer) can be
     skipped, the checkpoint replaces it."""
     return _OVERWRITTEN.get()
 
 
-def match_state_dict(state: dict, groups: list, base_prefix: str) -> None:
-    """Copy ``state`` into the groups' tensors; IncompatibleAdapter naming the first bad key."""
-    prefix = base_prefix + "."
-    relative = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+def match_state_dict(state: dict, groups: list, base_prefix) -> None:
+    """Copy ``state`` into the groups' tensors; IncompatibleAdapter naming the first bad key.
+
+    ``base_prefix``: the base model's attribute that keys may start with, or several (the first one names keys in
+    messages); keys without one are read as relative to the base model."""
+    prefixes = [p + "." for p in ((base_prefix,) if isinstance(base_prefix, str) else base_prefix)]
+    prefix = prefixes[0]
+    relative = {_relative_key(k, prefixes): v for k, v in state.items()}
     owner = {key: group for group in groups for key in group.keys}
     unexpected = sorted(k for k in relative if k not in owner)
     if unexpected:

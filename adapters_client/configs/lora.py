@@ -132,7 +132,7 @@ class MTLLoRAConfig(LoRAConfig):
     """MTL-LoRA (Yang et al., 2024): LoRA with a task-specific r x r transform between A and ``n_up_projection``
     up-projections mixed by learned weights (softmax with temperature ``weights_sharpness``); adapters of several
     tasks share A and the up-projections (``share_parameters``) and a MultiTask block routes each row by its task
-    id. Config only for now: the engine refuses it when added (methods/lora/modules.py, ``make_lora``)."""
+    id (``task_ids``). The engine's side: methods/lora/mtl.py."""
 
     _architecture = "mtl_lora"
 

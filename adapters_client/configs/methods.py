@@ -261,11 +261,12 @@ register_method(MethodSpec(
     config_class=LoRAConfig,
     presets={"lora": LoRAConfig, "ia3": IA3Config, "dora": DoRAConfig, "vera": VeraConfig, "dvora": DvoRAConfig,
              "mtl_lora": MTLLoRAConfig},
-    # VeRA's frozen A/B, shared by every layer, live once under the base model (the library's key names)
+    # VeRA's frozen A/B, shared by every layer, live once under the base model (the library's key names); MTL-LoRA's
+    # shared A/B (share_parameters) under each projection's shared_parameters.<share name>
     segments=("loras", "shared_parameters"),
     scope="layer",
     attach="adapters_client.methods.lora:inject",
-    architecture_keys=("lora", "mtl_lora"),  # "mtl_lora": MTLLoRAConfig (config only; make_lora refuses it)
+    architecture_keys=("lora", "mtl_lora"),  # "mtl_lora": MTLLoRAConfig (methods/lora/mtl.py)
     describe=_lora_name,
     leave_out_on_load=True,
 ))

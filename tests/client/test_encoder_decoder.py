@@ -404,3 +404,50 @@ def test_t5_save_and_load_round_trip(tmp_path):
     fresh.active_head = "a"
     with torch.no_grad():
         torch.testing.assert_close(fresh(**inputs).logits, expected)
+
+
+# --- gated prefix tuning (use_gating=True) ------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["bart", "t5"])
+def test_gated_prefix_has_a_gate_per_attention_and_open_gates_give_the_plain_prefix(arch, tmp_path):
+    """One gate on each attention module with a prefix (encoder and decoder self-attention, cross-attention; the
+    library's keys); gates opened wide (sigmoid(30) = 1) give the ungated prefix's output, half-open gates another;
+    save/load keeps them."""
+    model, inputs = (_bart(), _inputs()) if arch == "bart" else (_t5(), _t5_inputs())
+    gated = "prefix_tuning[prefix_length=3,use_gating=True,shared_gating=False]"
+    model.add_adapter("g", config=gated)
+    model.add_adapter("p", config="prefix_tuning[prefix_length=3]")
+    model.add_seq2seq_lm_head("g")
+    randomise(model.get_adapter("p"), seed=4, std=0.3)
+    state = model.state_dict()
+    with torch.no_grad():
+        for key, value in state.items():
+            if ".prefix_tunings.p." in key:
+                state[key.replace(".p.", ".g.")].copy_(value)
+    gates = {k.rsplit(".prefix_tuning.", 1)[0] for k in state if ".prefix_gates.g." in k}
+    if arch == "bart":
+        assert gates == {f"model.encoder.layers.{i}.self_attn" for i in (0, 1)} | {
+            f"model.decoder.layers.{i}.{a}" for i in (0, 1) for a in ("self_attn", "encoder_attn")}
+    else:
+        assert gates == {f"transformer.encoder.block.{i}.layer.0.SelfAttention" for i in (0, 1)} | {
+            f"transformer.decoder.block.{i}.layer.{j}.{a}" for i in (0, 1)
+            for j, a in ((0, "SelfAttention"), (1, "EncDecAttention"))}
+    with torch.no_grad():
+        for key, value in state.items():
+            if ".prefix_gates.g." in key:
+                value.zero_() if key.endswith("weight") else value.fill_(30.0)
+        model.set_active_adapters("p")
+        plain = model(**inputs, head="g").logits
+        model.set_active_adapters("g")
+        torch.testing.assert_close(model(**inputs).logits, plain, atol=1e-5, rtol=1e-5)
+        for key, value in state.items():
+            if ".prefix_gates.g." in key and key.endswith("bias"):
+                value.zero_()
+        half = model(**inputs).logits
+        assert (half - plain).abs().max() > 1e-4
+    model.save_adapter(str(tmp_path / "g"), "g")
+    fresh = _bart() if arch == "bart" else _t5()
+    fresh.load_adapter(str(tmp_path / "g"), set_active=True)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(**inputs).logits, half)
+    model.delete_adapter("g")
+    assert not any(".prefix_gates.g." in k for k in model.state_dict())

@@ -272,11 +272,8 @@ def test_engine_fusion_attentions_and_stack_child(monkeypatch):
     assert not _fold_used(model, "a,c")
 
 
-def test_engine_training_and_gradients(monkeypatch):
-    model, fusion_name = _fused_model()
-    inputs = tiny_inputs()
-    model.train_adapter_fusion(Fuse("a", "b", "c"))
-    model.eval()  # dropout off, but the fusion weights need gradients: unfolded
+def _grads_folded_and_not(model, inputs, monkeypatch) -> list:
+    """The parameters' gradients of one backward pass with folding enabled, then of one with it disabled."""
     grads = []
     for enabled in (True, False):
         model.zero_grad(set_to_none=True)
@@ -284,6 +281,15 @@ def test_engine_training_and_gradients(monkeypatch):
             patch.setattr(folding, "ENABLED", enabled)
             model(**inputs).last_hidden_state.pow(2).mean().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    return grads
+
+
+def test_engine_training_and_gradients(monkeypatch):
+    model, fusion_name = _fused_model()
+    inputs = tiny_inputs()
+    model.train_adapter_fusion(Fuse("a", "b", "c"))
+    model.eval()  # dropout off, but the fusion weights need gradients: unfolded
+    grads = _grads_folded_and_not(model, inputs, monkeypatch)
     assert not _fold_used(model, fusion_name)
     assert grads[0] and set(grads[0]) == set(grads[1])
     for name in grads[0]:
@@ -296,13 +302,7 @@ def test_engine_training_and_gradients(monkeypatch):
             module.requires_grad_(False)
     for module in model.adapter_engine.fusion_modules(fusion_name):
         module.requires_grad_(False)
-    grads = []
-    for enabled in (True, False):
-        model.zero_grad(set_to_none=True)
-        with monkeypatch.context() as patch:
-            patch.setattr(folding, "ENABLED", enabled)
-            model(**inputs).last_hidden_state.pow(2).mean().backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    grads = _grads_folded_and_not(model, inputs, monkeypatch)
     assert _fold_used(model, fusion_name)
     assert grads[0] and set(grads[0]) == set(grads[1])
     assert max(g.abs().max().item() for g in grads[1].values()) > 1e-2  # gradients well above the tolerance

@@ -1,6 +1,7 @@
 """AdapterPlus (bottleneck preset with channel scaling, Houlsby init, GELU, stochastic depth) and MTL-LoRA
-(``mtl_lora``: config only, refused by the engine). Library parity: tests/parity/test_mtl_adapterplus_library.py;
-golden cases ``methods/<arch>-adapter_plus``."""
+(``mtl_lora``: task-specific transform, mixed up-projections, ``share_parameters``, ``MultiTask`` routed by
+``task_ids``). Library parity: tests/parity/test_mtl_adapterplus_library.py; golden cases
+``methods/<arch>-adapter_plus`` and ``methods/<arch>-mtl_lora``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 from adapters_client.configs import (AdapterPlusConfig, BnConfig, LoRAConfig, MTLLoRAConfig, config_hash,
                                      load_config, method_name)
 from adapters_client.configs.methods import method_for_config
-from adapters_client.errors import InvalidAdapterConfig
+from adapters_client.composition import MultiTask, Stack
+from adapters_client.errors import AdapterNameNotFound, InvalidAdapterConfig, InvalidComposition
 from adapters_client.methods.bottleneck.modules import BottleneckAdapter, drop_path
 
 from .engine_helpers import ARCHS, hidden, randomise, tiny_inputs, tiny_model
@@ -201,12 +203,326 @@ def test_mtl_lora_bad_configs_are_refused(config, field):
     assert info.value.field == field
 
 
-@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama", "bart"])
-def test_mtl_lora_is_refused_by_the_engine_and_leaves_nothing(arch):
+
+# --- MTL-LoRA: engine --------------------------------------------------------------------------------------
+# not on GPT-2 (fused c_attn; the library fails in the forward pass) nor on the plugin-interface rows (the library
+# refuses the config); DeBERTa-v2 runs MTL-LoRA but not MultiTask (its projections also see the relative positions)
+MTL_ARCHS = tuple(a for a in ARCHS if a not in ("gpt2",) + INTERFACE)
+MULTITASK_ARCHS = tuple(a for a in MTL_ARCHS if a != "deberta-v2")
+
+
+def _mtl_modules(model, name: str) -> list:
+    from adapters_client.methods.lora.mtl import MTLLoRA
+
+    modules = model.adapter_engine.modules_of(name)
+    assert modules and all(isinstance(m, MTLLoRA) for m in modules)
+    return modules
+
+
+def _two_tasks(arch: str, config: str = "mtl_lora[n_up_projection=3]", share: bool = False):
+    model = tiny_model(arch)
+    model.add_adapter("a", config=config)
+    model.add_adapter("b", config=config)
+    randomise(_mtl_modules(model, "a") + _mtl_modules(model, "b"), std=0.3)
+    if share:
+        model.share_parameters(MultiTask("a", "b"))
+    return model
+
+
+def _alone(model, inputs, rows, name) -> torch.Tensor:
+    model.set_active_adapters(name)
+    return hidden(model, {k: v[rows] for k, v in inputs.items()})
+
+
+def test_mtl_lora_module_has_the_library_shapes_and_starts_as_the_identity():
+    model = tiny_model("bert")
+    inputs = tiny_inputs()
+    base = hidden(model, inputs)
+    model.add_adapter("t", config="mtl_lora[n_up_projection=3,r=4]", set_active=True)
+    modules = _mtl_modules(model, "t")
+    assert len(modules) == 4  # q and v of two layers
+    for module in modules:
+        assert module.lora_A.shape == (4, 32) and module.lora_B.shape == (3, 32, 4)
+        assert torch.equal(module.task_specific.values, torch.ones(4)) and torch.equal(module.weights, torch.ones(3))
+        assert not module.lora_B.any() and module.lora_A.abs().sum() > 0 and module.weights_sharpness == 0.05
+    keys = {k.split(".loras.t.")[1] for k in model.state_dict() if ".loras.t." in k}
+    assert keys == {"lora_A", "lora_B", "task_specific.values", "weights"}
+    torch.testing.assert_close(hidden(model, inputs), base, rtol=0, atol=0)
+
+
+def test_mtl_lora_forward_mixes_the_up_projections_by_the_sharpened_softmax():
+    from adapters_client.methods.lora.mtl import MTLLoRA
+
+    config = load_config("mtl_lora[n_up_projection=3,r=4,alpha=6,weights_sharpness=0.5]")
+    module = MTLLoRA(10, 7, config)
+    randomise([module], std=0.5)
+    x = torch.randn(2, 5, 10, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        got = module(None, x)
+        weights = [float(w) for w in module.weights]
+        exps = [2.718281828459045 ** (w / 0.5) for w in weights]
+        expected = torch.zeros(2, 5, 7)
+        for k in range(3):
+            transform = x @ module.lora_A.t() @ torch.diag(module.task_specific.values) @ module.lora_B[k].t()
+            expected += exps[k] / sum(exps) * transform
+    torch.testing.assert_close(got, expected * 6 / 4, rtol=1e-5, atol=1e-6)
+
+
+def test_mtl_lora_seeded_initialisation_is_reproducible_and_bert_init_draws_b():
+    first, second = tiny_model("bert"), tiny_model("bert")
+    for model in (first, second):
+        torch.manual_seed(len(model.adapter_engine.configs))  # a different global state: the seed decides
+        model.add_adapter("t", config="mtl_lora[init_weights='bert',init_weights_seed=11,n_up_projection=2]")
+    for ours, theirs in zip(_mtl_modules(first, "t"), _mtl_modules(second, "t")):
+        for (key, value), other in zip(ours.state_dict().items(), theirs.state_dict().values()):
+            assert torch.equal(value, other), key
+        assert 0.005 < float(ours.lora_B.detach().std()) < 0.05  # bert: N(0, 0.02)
+
+
+@pytest.mark.parametrize("arch", MULTITASK_ARCHS)
+def test_multi_task_routes_each_row_to_its_task_adapter(arch):
+    model = _two_tasks(arch)
+    inputs = tiny_inputs(batch=4)  # row 0 padded: mixed lengths
+    model.set_active_adapters(MultiTask("a", "b"))
+    task_ids = torch.tensor([1, 0, 1, 0])
+    routed = hidden_with(model, inputs, task_ids=task_ids)
+    by_name = hidden_with(model, inputs, task_ids=["b", "a", "b", "a"])
+    torch.testing.assert_close(by_name, routed, rtol=0, atol=0)
+    torch.testing.assert_close(routed[[1, 3]], _alone(model, inputs, [1, 3], "a"), rtol=0, atol=2e-5)
+    torch.testing.assert_close(routed[[0, 2]], _alone(model, inputs, [0, 2], "b"), rtol=0, atol=2e-5)
+    assert (routed[[0, 2]] - _alone(model, inputs, [0, 2], "a")).abs().max() > 1e-3  # the tasks differ
+
+
+def hidden_with(model, inputs, **kwargs) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(**inputs, **kwargs)
+    return out[0] if not hasattr(out, "last_hidden_state") else out.last_hidden_state
+
+
+def test_multi_task_one_task_for_every_row_and_a_stack_child():
+    model = _two_tasks("bert")
+    model.add_adapter("c", config="lora")
+    randomise(model.adapter_engine.modules_of("c"), std=0.3)
+    inputs = tiny_inputs(batch=3)
+    model.set_active_adapters(MultiTask("a", Stack("c", "b")))
+    every_a = hidden_with(model, inputs, task_ids=torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(every_a, _alone(model, inputs, slice(None), "a"), rtol=0, atol=2e-5)
+    model.set_active_adapters(MultiTask("a", Stack("c", "b")))
+    mixed = hidden_with(model, inputs, task_ids=[1, 0, 1])
+    torch.testing.assert_close(mixed[[0, 2]], _alone(model, inputs, [0, 2], Stack("c", "b")), rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("task_ids, message", [
+    (None, "pass task_ids"), (torch.tensor([0, 1]), "batch has 3 rows"), (torch.tensor([0, 1, 2]), r"\[0, 2\)"),
+    (torch.tensor([0, -1, 1]), r"\[0, 2\)"), (["a", "b", "z"], "'z'"), (torch.tensor([0.0, 1.0, 1.0]), "integers"),
+    ([0, "a", 1], "task_ids must be"),
+])
+def test_multi_task_refuses_missing_or_bad_task_ids(task_ids, message):
+    model = _two_tasks("bert")
+    model.set_active_adapters(MultiTask("a", "b"))
+    with pytest.raises(InvalidComposition, match=message) as info:
+        hidden_with(model, tiny_inputs(batch=3), **({} if task_ids is None else {"task_ids": task_ids}))
+    assert info.value.details["field"] == "task_ids"
+    model.set_active_adapters("a")  # the model still works afterwards
+    hidden(model, tiny_inputs(batch=3))
+
+
+def test_task_ids_with_adapter_names_is_refused_and_deberta_multitask_too():
+    model = _two_tasks("bert")
+    with pytest.raises(InvalidComposition, match="not both"):
+        hidden_with(model, tiny_inputs(batch=2), adapter_names=["a", "b"], task_ids=[0, 1])
+    deberta = _two_tasks("deberta-v2")
+    deberta.set_active_adapters(MultiTask("a", "b"))
+    with pytest.raises(InvalidComposition, match="task_ids"):
+        hidden_with(deberta, tiny_inputs(batch=2), task_ids=[0, 1])
+    deberta.set_active_adapters("a")
+    assert torch.isfinite(hidden(deberta, tiny_inputs(batch=2))).all()
+
+
+def test_init_wrapped_model_takes_task_ids():
+    import inspect
+
+    from transformers import AutoModel
+
+    from adapters_client import init
+
+    from .engine_helpers import tiny_config
+
+    torch.manual_seed(0)
+    model = init(AutoModel.from_config(tiny_config("bert")).eval())
+    assert "task_ids" in inspect.signature(model.forward).parameters
+    model.add_adapter("a", config="mtl_lora")
+    model.add_adapter("b", config="mtl_lora")
+    randomise(_mtl_modules(model, "a") + _mtl_modules(model, "b"), std=0.3)
+    inputs = tiny_inputs(batch=2)
+    model.set_active_adapters(MultiTask("a", "b"))
+    routed = hidden_with(model, inputs, task_ids=["b", "a"])
+    torch.testing.assert_close(routed[1:], _alone(model, inputs, [1], "a"), rtol=0, atol=2e-5)
+    torch.testing.assert_close(routed[:1], _alone(model, inputs, [0], "b"), rtol=0, atol=2e-5)
+
+
+def test_mtl_lora_in_a_mixed_adapter_batch_equals_each_row_alone():
+    model = _two_tasks("llama")
+    inputs = tiny_inputs(batch=3)
+    names = ["b", None, "a"]
+    mixed = hidden_with(model, inputs, adapter_names=names)
+    for row, name in enumerate(names):
+        torch.testing.assert_close(mixed[row:row + 1], _alone(model, inputs, [row], name), rtol=0, atol=2e-5)
+
+
+# --- MTL-LoRA: share_parameters ----------------------------------------------------------------------------
+def test_share_parameters_ties_a_and_b_under_the_library_keys():
+    from adapters_client.fingerprint import weights_digest
+
+    model = _two_tasks("bert")
+    digest = weights_digest(model)
+    reference = [(m.lora_A.detach().clone(), m.lora_B.detach().clone()) for m in _mtl_modules(model, "b")]
+    model.share_parameters(["a", "b"], reference_adapter_name="b")
+    for (ref_a, ref_b), a, b in zip(reference, _mtl_modules(model, "a"), _mtl_modules(model, "b")):
+        assert a.lora_A is b.lora_A and a.lora_B is b.lora_B
+        assert torch.equal(a.lora_A, ref_a) and torch.equal(a.lora_B, ref_b)
+        assert a.task_specific.values is not b.task_specific.values and a.weights is not b.weights
+    keys = [k for k in model.state_dict() if ".shared_parameters." in k]
+    assert len(keys) == 8 and all(".shared_parameters.a,b.lora_" in k for k in keys)
+    assert "bert.encoder.layer.0.attention.self.query.shared_parameters.a,b.lora_A" in keys
+    assert weights_digest(model) == digest  # shared adapter tensors are not backbone weights
+
+
+def test_shared_parameters_train_together_and_train_adapter_freezes_the_rest():
+    model = _two_tasks("bert", share=True)
+    model.train_adapter(MultiTask("a", "b"))
+    trainable = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    assert trainable and all(".loras.a." in n or ".loras.b." in n or ".shared_parameters.a,b." in n
+                             for n in trainable)
+    assert any("task_specific.values" in n for n in trainable) and any(n.endswith(".weights") for n in trainable)
+    inputs = tiny_inputs(batch=4)
+    model(**inputs, task_ids=[0, 1, 1, 0]).last_hidden_state.sum().backward()
+    for a, b in zip(_mtl_modules(model, "a"), _mtl_modules(model, "b")):
+        assert a.lora_A.grad is not None and a.lora_A.grad is b.lora_A.grad
+        assert a.weights.grad is not None and b.task_specific.values.grad is not None
+    assert all(p.grad is None for n, p in model.named_parameters() if ".loras." not in n and "shared" not in n)
+
+
+@pytest.mark.parametrize("share_name", [None, "a"])
+def test_shared_adapters_save_and_load_on_their_own(share_name, tmp_path):
+    from safetensors.torch import load_file
+
+    model = _two_tasks("roberta")
+    model.share_parameters(MultiTask("a", "b"), name=share_name)
+    inputs = tiny_inputs(batch=4)
+    model.set_active_adapters(MultiTask("a", "b"))
+    expected = hidden_with(model, inputs, task_ids=[1, 1, 0, 0])
+    for name in "ab":
+        model.save_adapter(str(tmp_path / name), name)
+    keys = set(load_file(str(tmp_path / "a" / "adapter.safetensors")))
+    assert keys and all(".loras.a." in k for k in keys)  # the shared copy is written once, under loras
+    fresh = tiny_model("roberta")
+    for name in "ab":
+        assert fresh.load_adapter(str(tmp_path / name)) == name
+    fresh.set_active_adapters(MultiTask("a", "b"))
+    torch.testing.assert_close(hidden_with(fresh, inputs, task_ids=[1, 1, 0, 0]), expected, rtol=0, atol=1e-6)
+
+
+def test_unshare_and_delete_leave_independent_and_clean_modules():
+    model = tiny_model("bert")
+    before = set(model.state_dict())
+    model.add_adapter("a", config="mtl_lora")
+    model.add_adapter("b", config="mtl_lora")
+    model.share_parameters("a,b")
+    model.unshare_parameters(MultiTask("a", "b"))
+    assert not any(".shared_parameters." in k for k in model.state_dict())
+    for a, b in zip(_mtl_modules(model, "a"), _mtl_modules(model, "b")):
+        assert a.lora_A is not b.lora_A and torch.equal(a.lora_A, b.lora_A)
+    model.share_parameters(["a", "b"], name="a")
+    model.delete_adapter("a")  # the share named like it goes with it
+    assert not any(".shared_parameters." in k for k in model.state_dict())
+    model.share_parameters(["b"])
+    model.delete_adapter("b")
+    assert set(model.state_dict()) == before
+
+
+@pytest.mark.parametrize("setup, error, field", [
+    ((["a", "s"],), InvalidAdapterConfig, "adapter_names"),  # a bottleneck adapter
+    ((["a", "zz"],), AdapterNameNotFound, "adapter_names"),
+    ((["a", "b"], None, "c"), InvalidAdapterConfig, "reference_adapter_name"),
+    ((["a", "r4"],), InvalidAdapterConfig, "r"),  # another rank: A and B cannot be one pair
+])
+def test_share_parameters_refusals(setup, error, field):
+    model = _two_tasks("bert")
+    model.add_adapter("s", config="seq_bn")
+    model.add_adapter("r4", config="mtl_lora[r=4,n_up_projection=3]")
+    with pytest.raises(error) as info:
+        model.share_parameters(*setup)
+    assert info.value.field == field
+    assert not any(".shared_parameters." in k for k in model.state_dict())
+
+
+# --- MTL-LoRA: refusals --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch, config, field", [
+    ("bert", "mtl_lora[task_specific_matrix_type='linear']", "task_specific_matrix_type"),
+    ("bert", "mtl_lora[use_dora=True]", "use_dora"),
+    ("gpt2", "mtl_lora", "selfattn_lora"),
+    ("qwen2", "mtl_lora", "architecture"),
+    ("modernbert", "mtl_lora[selfattn_lora=False,output_lora=True]", "architecture"),
+])
+def test_mtl_lora_refusals_leave_nothing(arch, config, field):
     model = tiny_model(arch)
     before = set(model.state_dict())
     with pytest.raises(InvalidAdapterConfig) as info:
-        model.add_adapter("t", config="mtl_lora")
-    assert info.value.field == "architecture" and "mtl_lora" in str(info.value)
+        model.add_adapter("t", config=config)
+    assert info.value.field == field
     assert "t" not in model.adapter_engine.configs and set(model.state_dict()) == before
     model.add_adapter("t", config="lora")  # the name is free again and plain LoRA still works
+
+
+def test_mtl_lora_on_gpt2_without_the_fused_projection_runs():
+    model = tiny_model("gpt2")
+    inputs = tiny_inputs()
+    base = hidden(model, inputs)
+    model.add_adapter("t", config="mtl_lora[selfattn_lora=False,intermediate_lora=True]", set_active=True)
+    randomise(_mtl_modules(model, "t"), std=0.3)
+    assert (hidden(model, inputs) - base).abs().max() > 1e-3
+
+
+def test_merging_mtl_lora_is_refused_and_changes_nothing():
+    model = _two_tasks("bert")
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InvalidAdapterConfig) as info:
+        model.merge_adapter("a")
+    assert info.value.field == "architecture"
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_multi_task_block_nesting_and_serialisation():
+    from adapters_client.composition import Parallel, parse_composition, setup_from_dict, setup_to_dict
+
+    block = MultiTask("a", Stack("c", "b"))
+    assert setup_from_dict(setup_to_dict(block)) == block and block.flatten() == {"a", "b", "c"}
+    assert parse_composition(Stack(MultiTask("a", "b"))) is not None
+    with pytest.raises(InvalidComposition):
+        parse_composition(MultiTask("a", Parallel("b", "c")))
+    with pytest.raises(InvalidComposition):
+        parse_composition(Parallel("a", MultiTask("b", "c")))
+    model = tiny_model("bert")
+    model.add_adapter("a", config="mtl_lora")
+    model.add_adapter("s", config="seq_bn")
+    model.set_active_adapters(MultiTask("a", "s"))
+    with pytest.raises(InvalidComposition, match="MultiTask"):  # only LoRA runs MultiTask, as in the library
+        hidden_with(model, tiny_inputs(batch=2), task_ids=[0, 1])
+
+
+def test_mtl_lora_under_parallel_and_an_adapter_setup_context():
+    from adapters_client import AdapterSetup, Parallel
+
+    model = _two_tasks("bert", share=True)
+    model.unshare_parameters(["a", "b"])
+    randomise(_mtl_modules(model, "b"), seed=9, std=0.3)  # b's own A and B again
+    inputs = tiny_inputs(batch=2)
+    model.set_active_adapters(Parallel("a", "b"))
+    branches = hidden_with(model, inputs)
+    torch.testing.assert_close(branches[:2], _alone(model, inputs, slice(None), "a"), rtol=0, atol=2e-5)
+    torch.testing.assert_close(branches[2:], _alone(model, inputs, slice(None), "b"), rtol=0, atol=2e-5)
+    model.set_active_adapters(None)
+    with AdapterSetup(MultiTask("a", "b")):
+        routed = hidden_with(model, inputs, task_ids=[1, 0])
+    torch.testing.assert_close(routed, torch.cat([branches[2:3], branches[1:2]]), rtol=0, atol=2e-5)

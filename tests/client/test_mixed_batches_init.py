@@ -94,9 +94,10 @@ def test_the_signature_keeps_the_models_own_arguments():
     model = _wrapped("bert")
     original = inspect.signature(AutoModelForSequenceClassification.from_config(tiny_config("bert")).forward)
     params = inspect.signature(model.forward).parameters
-    assert [name for name in params if name != "adapter_names"] == list(original.parameters)
+    assert [name for name in params if name not in ("adapter_names", "task_ids")] == list(original.parameters)
     assert {"input_ids", "attention_mask", "labels"} <= set(params)
-    assert params["adapter_names"].kind is inspect.Parameter.KEYWORD_ONLY and params["adapter_names"].default is None
+    for added in ("adapter_names", "task_ids"):  # task_ids: MultiTask routing (MTL-LoRA)
+        assert params[added].kind is inspect.Parameter.KEYWORD_ONLY and params[added].default is None
     assert type(model).__name__ == "BertForSequenceClassification"
 
 

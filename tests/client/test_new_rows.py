@@ -322,30 +322,60 @@ def test_modernbert_unpadded_flash_attention_is_refused_on_transformers_4():
     hidden(model, inputs)
 
 
-def test_files_under_another_base_prefix_are_refused_loudly(tmp_path):
-    """Qwen2ForQuestionAnswering keeps its base model under ``transformer``; the library's files from it carry
-    that prefix, ours the row's ``model.``: such a file is refused (typed, naming the key), never half loaded."""
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_files_under_the_wrapping_class_prefix(arch, tmp_path):
+    """Qwen2ForQuestionAnswering and LlamaForQuestionAnswering keep their base model under ``transformer``, not the
+    row's ``model``: files saved from them carry that prefix (as the adapters library's do), files from the row's
+    AdapterModel (``model.``) load into them and theirs into it, and a file under any other prefix is refused
+    (typed, naming the key), never half loaded."""
     from safetensors.torch import load_file, save_file
     from transformers import AutoModelForQuestionAnswering
 
     from adapters_client import init
     from adapters_client.errors import IncompatibleAdapter
+    from adapters_client.model import AdapterModel
 
     def qa_model():
         torch.manual_seed(0)
-        return init(AutoModelForQuestionAnswering.from_config(tiny_config("qwen2")).eval())
+        return init(AutoModelForQuestionAnswering.from_config(tiny_config(arch)).eval())
 
     model = qa_model()
     assert model.base_model_prefix == "transformer"
+    assert model.adapter_engine.weights_prefix == "transformer"
     model.add_adapter("x", config="seq_bn")
+    randomise(model.adapter_engine.modules_of("x"), std=0.3)  # not the identity: a lost weight would show
+    model.set_active_adapters("x")
+    inputs = {"input_ids": _ids(2, 6)}
+    with torch.no_grad():
+        expected = model(**inputs).start_logits
+        assert not torch.equal(expected, qa_model()(**inputs).start_logits)  # the adapter changes the output
     model.save_adapter(str(tmp_path / "x"), "x", with_head=False)
-    assert qa_model().load_adapter(str(tmp_path / "x"), with_head=False) == "x"  # our own files: fine
     weights = tmp_path / "x" / "adapter.safetensors"
     state = load_file(str(weights))
-    assert all(key.startswith("model.") for key in state)
-    save_file({"transformer." + key[len("model."):]: value for key, value in state.items()}, str(weights))
+    assert state and all(key.startswith("transformer.") for key in state)
+
+    again = qa_model()
+    assert again.load_adapter(str(tmp_path / "x"), with_head=False, set_active=True) == "x"
+    torch.testing.assert_close(again(**inputs).start_logits, expected, rtol=0, atol=0)
+
+    # the row's AdapterModel writes (and reads) ``model.`` keys, which the QA class reads too
+    import shutil
+
+    shutil.copytree(tmp_path / "x", tmp_path / "renamed")
+    save_file({"model." + key[len("transformer."):]: value for key, value in state.items()},
+              str(tmp_path / "renamed" / "adapter.safetensors"))
+    torch.manual_seed(0)
+    flex = AdapterModel(AutoModelForQuestionAnswering.from_config(tiny_config(arch)).transformer.eval())
+    assert flex.load_adapter(str(tmp_path / "renamed"), with_head=False) == "x"
+    flex.save_adapter(str(tmp_path / "flex"), "x", with_head=False)
+    assert all(key.startswith("model.") for key in load_file(str(tmp_path / "flex" / "adapter.safetensors")))
+    third = qa_model()
+    third.load_adapter(str(tmp_path / "flex"), with_head=False, set_active=True)
+    torch.testing.assert_close(third(**inputs).start_logits, expected, rtol=0, atol=0)
+
+    save_file({"encoder." + key[len("transformer."):]: value for key, value in state.items()}, str(weights))
     fresh = qa_model()
-    with pytest.raises(IncompatibleAdapter, match="transformer"):
+    with pytest.raises(IncompatibleAdapter, match="encoder"):
         fresh.load_adapter(str(tmp_path / "x"), with_head=False)
     assert not fresh.has_adapter("x")
 

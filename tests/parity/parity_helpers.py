@@ -116,3 +116,13 @@ def _field(output, field):
         return output[field]
     except (KeyError, IndexError, TypeError):
         return getattr(output, field, None)
+
+
+def randomise_new_params(model, before: set, salt: str, std: float) -> None:
+    """Seeded random values (from ``salt`` and each parameter's name) for the parameters not in ``before``
+    (ids of the parameters the model had before adapters or heads were added)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if id(param) not in before:
+                generator = torch.Generator().manual_seed(zlib.crc32(f"{salt}/{name}".encode()))
+                param.copy_(torch.randn(param.shape, generator=generator) * std)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adapters_client.configs import config_hash, load_config, method_name
-from tests.client.engine_helpers import hidden, randomise, tiny_inputs, tiny_model
+from adapters_client.configs import load_config, method_name
+from tests.client.engine_helpers import randomise, tiny_inputs
 from tests.client.test_methods_dora_vera import GOLDEN_BERT
 
 

@@ -7,11 +7,13 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
+from ...composition import MultiTask
 from ...context import ForwardContext, RowAdapters, put_rows, take_rows
 from ...errors import InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran, target_missing
 from ..composable import ComposableLayer, last_name
 from .modules import LoRA, drop_unused_shared, gate_of, make_lora, shared_vera
+from .mtl import MTLLoRA, check_mtl_arch, compose_multi_task, forget_adapter, share_at, unshare_at
 
 
 class LoRAState(NamedTuple):
@@ -69,6 +71,8 @@ class LoRALayer(ComposableLayer):
         if config.use_dora and self.transposed:
             raise InvalidAdapterConfig(f"DoRA on {self.path} (a Conv1D, as in GPT-2) is not supported: the adapters "
                                        "library fails on it too", field="use_dora")
+        if getattr(config, "architecture", "lora") == "mtl_lora":
+            check_mtl_arch(self.engine)
         shared = None
         if config.is_vera:
             shared = shared_vera(self.engine.base_model, name, (config.r, self.in_features),
@@ -85,10 +89,18 @@ class LoRALayer(ComposableLayer):
     def remove(self, name: str) -> None:
         if self.merged == name:
             self.reset()
+        forget_adapter(self, name)  # MTL-LoRA: its shares here
         lora = self.adapters[name]
         del self.adapters[name]
         if hasattr(lora, "release") and lora.release() == 0:
             drop_unused_shared(self.engine.base_model, name)
+
+    # --- MTL-LoRA: shared A/B (share_parameters) ---
+    def share(self, name: str, adapter_names: list, reference: str) -> bool:
+        return share_at(self, name, adapter_names, reference)
+
+    def unshare(self, name: str) -> None:
+        unshare_at(self, name)
 
     # --- merging ---
     def _delta(self, lora) -> torch.Tensor:
@@ -190,6 +202,12 @@ class LoRALayer(ComposableLayer):
         return self.adapters[state.last].combine(state.layer_output, state.hidden)
 
     # --- composition (the blocks are dispatched by ComposableLayer) ---
+    def extra_handlers(self) -> dict:
+        return {MultiTask: self.compose_multi_task}
+
+    def compose_multi_task(self, block: MultiTask, state: LoRAState, lvl: int) -> LoRAState:
+        return compose_multi_task(self, block, state, lvl)
+
     def map_state(self, state: LoRAState, fn) -> LoRAState:
         return _map(state, fn)
 
@@ -222,7 +240,11 @@ class LoRALayer(ComposableLayer):
 
 
 def refuse_gated_merge(lora, name: str) -> None:
-    """A gated LoRA's update depends on the input: it cannot be folded into the weight (the library refuses too)."""
+    """A gated LoRA's update depends on the input: it cannot be folded into the weight (the library refuses too).
+    Nor can MTL-LoRA's mix of up-projections (the library's merge writes a weight of the wrong shape)."""
+    if isinstance(lora, MTLLoRA):
+        raise InvalidAdapterConfig(f"LoRA {name!r} is an MTL-LoRA adapter: merging it into the weight is not "
+                                   "supported (the adapters library's merge breaks the layer)", field="architecture")
     if getattr(lora, "use_gating", False):
         raise InvalidAdapterConfig(f"LoRA {name!r} is gated (use_gating=True): its update depends on the input "
                                    f"and cannot be merged into the weight", field="use_gating")

@@ -14,6 +14,7 @@ from ...errors import InvalidAdapterConfig, InvalidComposition
 from ...hooks import note_ran
 from .layer import LoRALayer, record_gate, refuse_gated_merge
 from .modules import gate_of, make_lora
+from .mtl import check_mtl_arch
 
 _MATRICES = ("q", "k", "v")
 
@@ -32,6 +33,12 @@ class MergedQKVLoRALayer(LoRALayer):
         groups = sum(enabled)
         if groups == 0:
             return False
+        if getattr(config, "architecture", "lora") == "mtl_lora":
+            check_mtl_arch(self.engine)
+            # adapters 1.3.0 builds it but its grouped conv1d fails on the 3-D lora_B in the forward pass
+            raise InvalidAdapterConfig(f"MTL-LoRA on the fused q/k/v projection {self.path} is not supported (the "
+                                       "adapters library fails on it in the forward pass); adapt the other "
+                                       "projections (selfattn_lora=False)", field="selfattn_lora")
         if config.use_dora or config.is_vera:
             # the adapters library 1.3.0 fails on both here (DoRA when adding, VeRA in the forward pass)
             variant = "DVoRA" if config.use_dora and config.is_vera else ("DoRA" if config.use_dora else "VeRA")

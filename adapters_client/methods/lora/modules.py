@@ -276,12 +276,14 @@ def gate_of(module: nn.Module, layer_input: torch.Tensor) -> torch.Tensor:
 
 def make_lora(in_features: int, out_features: int, config: LoRAConfig, groups: int = 1,
               weight: Optional[torch.Tensor] = None, shared: Optional[VeraShared] = None) -> nn.Module:
-    """The module for ``config``: (IA)^3, VeRA/DVoRA (needs ``shared``) or LoRA/DoRA (DoRA needs ``weight``,
-    the adapted layer's out x in weight)."""
-    if getattr(config, "architecture", "lora") == "mtl_lora":
-        raise InvalidAdapterConfig("MTL-LoRA (mtl_lora) is not supported by the engine yet: its per-task transforms, "
-                                   "shared up-projections and MultiTask routing by task_ids are not implemented",
-                                   field="architecture")
+    """The module for ``config``: MTL-LoRA, (IA)^3, VeRA/DVoRA (needs ``shared``) or LoRA/DoRA (DoRA needs
+    ``weight``, the adapted layer's out x in weight)."""
+    if getattr(config, "architecture", "lora") == "mtl_lora":  # MTL-LoRA (methods/lora/mtl.py)
+        from .mtl import MTLLoRA
+
+        if groups != 1:
+            raise InvalidAdapterConfig("MTL-LoRA on a fused q/k/v projection is not supported", field="selfattn_lora")
+        return MTLLoRA(in_features, out_features, config)
     if config.composition_mode == "scale":
         if config.use_dora or config.is_vera:
             raise InvalidAdapterConfig("(IA)^3 supports neither DoRA nor VeRA", field="composition_mode")

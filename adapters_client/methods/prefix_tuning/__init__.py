@@ -155,9 +155,6 @@ class PrefixTuning:
 
     # --- adapters ---
     def add(self, name: str, config) -> None:
-        if config.use_gating and self.engine.spec.encoder_decoder:
-            raise InvalidAdapterConfig("gated prefix tuning (use_gating=True) is not supported on encoder-decoder "
-                                       "models yet", field="use_gating")
         cls = PrefixFlat if config.flat else PrefixMLP
         ref = self.engine._reference_param()
         modules, ids = {}, {}
@@ -167,15 +164,21 @@ class PrefixTuning:
             ids[location] = {layer: pos for pos, layer in enumerate(layers)}
         self.prefixes[name] = nn.ModuleDict(modules)
         self.layer_ids[name] = ids  # location -> {layer index: position in that location's module}
-        if config.use_gating:  # one gate per layer with a prefix, on its attention module (the library's keys)
-            for layer in ids.get(self.location, {}):
-                gate = prefix_gate(self.engine.hidden_size, config.shared_gating)
-                self._gates(layer)[name] = gate.to(device=ref.device, dtype=ref.dtype)
+        if config.use_gating:  # one gate per attention module with a prefix, on that module (the library's keys):
+            # encoder-decoders gate each location (encoder, decoder and cross-attention) on its own
+            for location, layers in ids.items():
+                for layer in layers:
+                    gate = prefix_gate(self.engine.hidden_size, config.shared_gating)
+                    self._gates(layer, location=location)[name] = gate.to(device=ref.device, dtype=ref.dtype)
 
-    def _gates(self, layer_idx: int, create: bool = True):
-        """The ``prefix_tuning.prefix_gates`` dict on layer ``layer_idx``'s self-attention module."""
+    def _gates(self, layer_idx: int, create: bool = True, location=None):
+        """The ``prefix_tuning.prefix_gates`` dict on the attention module that takes layer ``layer_idx``'s prefix
+        of ``location`` (the self-attention; an encoder-decoder's cross-attention for its cross location)."""
         spec = self.engine.spec
-        attention = get_path(self.engine.layers()[layer_idx], spec.self_attention, spec.model_type)
+        relative = spec.self_attention
+        if spec.encoder_decoder and location is not None and location == spec.cross_prefix_location:
+            relative = spec.cross_attention
+        attention = get_path(self.engine.layers()[layer_idx], relative, spec.model_type)
         holder = getattr(attention, "prefix_tuning", None)
         if holder is None:
             if not create:
@@ -200,7 +203,7 @@ class PrefixTuning:
 
     def _all_gates(self) -> list:
         if self.engine.spec.encoder_decoder:
-            return []
+            return [self._gates(idx, create=False, location=location) for idx, location in self.slot_paths]
         return [self._gates(idx, create=False) for idx in range(self.engine.num_layers)]
 
     def before_save(self, name: str) -> None:
@@ -251,22 +254,23 @@ class PrefixTuning:
             if position is None or name not in forward.prefix_states:
                 continue
             k, v = forward.prefix_states[name][location][position]
-            if location == self.location and not self.engine.spec.encoder_decoder:
-                gates = self._gates(layer_idx, create=False)
-                if name in gates and hidden is not _UNGATED:
-                    k, v = self._gated(name, layer_idx, gates[name], hidden, k, v)
+            if hidden is not _UNGATED:
+                gates = self._gates(layer_idx, create=False, location=location)
+                if name in gates:
+                    k, v = self._gated(name, layer_idx, location, gates[name], hidden, k, v)
             keys = k if keys is None else torch.cat([k, keys], dim=2)
             values = v if values is None else torch.cat([v, values], dim=2)
         return None if keys is None else (keys, values)
 
-    def _gated(self, name: str, layer_idx: int, gate: nn.Module, hidden, keys, values):
+    def _gated(self, name: str, layer_idx: int, location: str, gate: nn.Module, hidden, keys, values):
         """Keys times the first gate, values times the last (one shared gate, or two); a gate is the sigmoid of
-        a Linear of the attention input, averaged over the sequence (padding included, as in the library)."""
+        a Linear of the attention input, averaged over the sequence (padding included, as in the library). A
+        cross-attention's input is the decoder side (the queries), as in the library."""
         if not isinstance(hidden, torch.Tensor):
-            raise InvalidAdapterConfig(f"gated prefix {name!r}: the input of {self.paths.get(layer_idx)} was not "
-                                       f"seen", field="use_gating")
+            path = self.paths.get(layer_idx) or self.slot_paths.get((layer_idx, location))
+            raise InvalidAdapterConfig(f"gated prefix {name!r}: the input of {path} was not seen", field="use_gating")
         scores = torch.sigmoid(gate(hidden)).mean(dim=1)  # (batch, 1 or 2)
-        self.engine.record_gate(name, layer_idx, "self_prefix", scores)
+        self.engine.record_gate(name, layer_idx, location, scores)
         scores = scores.to(keys.dtype)
         return keys * scores[:, 0].view(-1, 1, 1, 1), values * scores[:, -1].view(-1, 1, 1, 1)
 

@@ -48,10 +48,10 @@ NOT_IMPLEMENTED = {
 # wraps with ``adapters_client.init`` (case.json: ``library_class``, ``init_class``)
 INTERFACE_ARCHS = ("qwen2", "modernbert")
 INTERFACE_HEADS = {
-    # Qwen2ForQuestionAnswering keeps its base model under ``transformer``, not the row's ``model`` (see
-    # docs/engine-status.md, "Mistral, Qwen2, ModernBERT"): no case
+    # Qwen2ForQuestionAnswering keeps its base model under ``transformer``, not the row's ``model``: the files of
+    # both sides carry ``transformer.`` there (docs/engine-status.md, "Mistral, Qwen2, ModernBERT")
     "qwen2": {"classification": "AutoModelForSequenceClassification", "tagging": "AutoModelForTokenClassification",
-              "causal_lm": "AutoModelForCausalLM"},
+              "question_answering": "AutoModelForQuestionAnswering", "causal_lm": "AutoModelForCausalLM"},
     "modernbert": {"classification": "AutoModelForSequenceClassification", "tagging": "AutoModelForTokenClassification",
                    "question_answering": "AutoModelForQuestionAnswering", "masked_lm": "AutoModelForMaskedLM"},
 }
@@ -97,14 +97,25 @@ METHODS = {
     # AdapterPlus (no name in the library: its config class; default stochastic_depth=0.1, the identity in eval
     # mode; reduction 4 so the tiny models get a bottleneck wider than 1)
     "adapter_plus": adapters.AdapterPlusConfig(reduction_factor=4),
+    # MTL-LoRA: its case holds two task adapters (MTL_ADAPTERS) sharing A and the up-projections, a MultiTask setup
+    # and per-row task_ids (an input of the case); two up-projections so that their mix matters
+    "mtl_lora": "mtl_lora[n_up_projection=2]",
 }
+MTL_ADAPTERS = ("x", "y")
+MTL_TASK_IDS = [1, 0, 1, 0]  # rows 0 and 2 -> y, 1 and 3 -> x: interleaved, so the rows are regrouped and put back
+# arch -> why its MTL-LoRA case is one adapter without MultiTask (the library fails there; ours refuses, typed)
+MTL_NO_MULTITASK = {"deberta-v2": "DeBERTa-v2's query/key projections also project the relative position embeddings "
+                                  "(one row for the whole batch), which adapters 1.3.0's MultiTask indexes by the "
+                                  "batch's task order (IndexError)"}
 # method -> the archs its case is written for (default: every arch). Unions and gates: the eight archs of the
 # method rows; with a prefix, those where the library's sdpa prefix path is right (GPT-2, DistilBERT and Llama are
 # compared with the library in eager mode by tests/parity/test_unions_library.py instead)
 _UNION_ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama")
 _SDPA_PREFIX_OK = ("bert", "roberta", "xlm-roberta", "electra", "deberta-v2")
 METHOD_ARCHS = {"unipelt": _SDPA_PREFIX_OK, "prefix_tuning-par_bn": _SDPA_PREFIX_OK,
-                "prefix_tuning_gated": _SDPA_PREFIX_OK, "seq_bn-par_bn": _UNION_ARCHS, "lora_gated": _UNION_ARCHS,
+                # and the encoder-decoders (BART: the library's eager output under both, as for its prefix_tuning)
+                "prefix_tuning_gated": _SDPA_PREFIX_OK + ("bart", "t5"), "seq_bn-par_bn": _UNION_ARCHS,
+                "lora_gated": _UNION_ARCHS,
                 "ia3_gated": _UNION_ARCHS, "seq_bn_gated": _UNION_ARCHS}
 # ReFT: every arch but BART (refused there: the library places decoder interventions by the encoder's mask and
 # fails when the decoder is shorter; tests/parity/test_reft_library.py checks it)
@@ -144,6 +155,7 @@ WRONG_UNDER_SDPA = {
                                "wrong (transformers 4.57 gives sdpa a boolean keep-mask, or none, there, and the "
                                "library inverts the prefix columns as for a float mask); its eager path is right",
 }
+WRONG_UNDER_SDPA[("bart", "prefix_tuning_gated")] = WRONG_UNDER_SDPA[("bart", "prefix_tuning")]
 WRONG_UNDER_SDPA[("mistral", "prefix_tuning")] = WRONG_UNDER_SDPA[("llama", "prefix_tuning")].replace("Llama",
                                                                                                    "Mistral")
 PROMPT_SDPA = ("adapters 1.3.0's sdpa path lets the prompt tokens attend to padded positions (the prompt rows "
@@ -183,6 +195,8 @@ class Spec:
     choices: bool = False
     method: Optional[str] = None
     hf_head: Optional[str] = None  # INTERFACE_ARCHS: head kind of the transformers class (None: the base model)
+    share: tuple = ()  # adapters that share_parameters (MTL-LoRA) before their weights are randomised
+    task_ids: Optional[list] = None  # per-row task ids, an input of the case (MultiTask)
 
     @property
     def folder(self) -> Path:
@@ -388,6 +402,8 @@ def build_library(spec: Spec, attn: str):
     before = {id(p) for p in model.parameters()}
     for name, config in spec.adapters.items():
         model.add_adapter(name, config=config)
+    if spec.share:
+        model.share_parameters(lib.MultiTask(*spec.share))
     for name, kind in spec.heads.items():
         method, kwargs, _ = HEADS[kind]
         getattr(model, method)(name, **kwargs)
@@ -531,6 +547,8 @@ def generate(spec: Spec) -> None:
     model = build_library(spec, memory_attn)
     saved, fusions = save_parts(spec, model)
     inputs = make_inputs(spec.arch, spec.choices)
+    if spec.task_ids is not None:
+        inputs["task_ids"] = torch.tensor(spec.task_ids)
     activate(model, spec)
     if (spec.arch, spec.method) in UNPADDED_INPUTS:
         assert max_diff(forward(model, inputs), rowwise(model, inputs)) > 1e-4, \
@@ -561,7 +579,11 @@ SKIPPED = {("gpt2", "prompt_tuning"): "the library does not support prompt tunin
            ("qwen2", "dvora"): "the library's DVoRA fails on Qwen2's grouped-query k/v projections in the forward",
            ("modernbert", "dora"): "the library's DoRA fails on ModernBERT's fused Wqkv (magnitude shape)",
            ("modernbert", "vera"): "the library's VeRA fails on ModernBERT's fused Wqkv (no lora_A)",
-           ("modernbert", "dvora"): "the library's DVoRA fails on ModernBERT's fused Wqkv"}
+           ("modernbert", "dvora"): "the library's DVoRA fails on ModernBERT's fused Wqkv",
+           # MTL-LoRA's 3-D lora_B in the grouped conv1d of the fused q/k/v projection (ours refuses it when added)
+           ("gpt2", "mtl_lora"): "the library's MTL-LoRA fails on GPT-2's fused c_attn in the forward pass",
+           ("modernbert", "mtl_lora"): "the library's plugin interface (its only route to modernbert) has no mtl_lora",
+           ("qwen2", "mtl_lora"): "the library's plugin interface (its only route to qwen2) has no mtl_lora"}
 for _arch in INTERFACE_ARCHS:
     for _method in ("prefix_tuning", "prompt_tuning"):
         SKIPPED[(_arch, _method)] = f"the library's plugin interface (its only route to {_arch}) has no {_method}"
@@ -572,6 +594,20 @@ BN4, BN8 = "seq_bn[reduction_factor=4]", "seq_bn[reduction_factor=8]"
 
 
 def method_specs() -> list:
+    return [_multi_task(spec) if spec.method == "mtl_lora" and spec.arch not in MTL_NO_MULTITASK else spec
+            for spec in _method_specs()]
+
+
+def _multi_task(spec: Spec) -> Spec:
+    """The MTL-LoRA case: MTL_ADAPTERS with one config, sharing A and B, a MultiTask setup routed by MTL_TASK_IDS."""
+    config = spec.adapters["x"]
+    spec.adapters = {name: config for name in MTL_ADAPTERS}
+    spec.setup = lambda: lib.MultiTask(*MTL_ADAPTERS)
+    spec.share, spec.task_ids = MTL_ADAPTERS, MTL_TASK_IDS
+    return spec
+
+
+def _method_specs() -> list:
     return [Spec("methods", f"{arch}-{method}", arch, {"x": config},
                  {} if arch in INTERFACE_ARCHS else
                  {"x": METHOD_HEADS.get((arch, method), METHOD_HEADS.get(method, "classification"))},

@@ -41,7 +41,8 @@ NEW_ROWS = {
     "mistral": (_BN + _REFT + ("dora", "prefix_tuning", "seq_bn_mh"),
                 ("classification", "multilabel", "tagging", "question_answering", "causal_lm"), COMPOSITIONS),
     # reached in the library through its plugin interfaces (no prefix or prompt tuning there)
-    "qwen2": (_BN + _REFT + ("dora", "seq_bn_mh"), ("classification", "tagging", "causal_lm"), _COMPOSITIONS_NO_PARALLEL),
+    "qwen2": (_BN + _REFT + ("dora", "seq_bn_mh"), ("classification", "tagging", "question_answering", "causal_lm"),
+              _COMPOSITIONS_NO_PARALLEL),
     "modernbert": (_BN + _REFT + ("seq_bn_mh",), ("classification", "tagging", "question_answering", "masked_lm"),
                    _COMPOSITIONS_NO_PARALLEL),
     "bart": (_BN + ("dora", "vera", "dvora", "prefix_tuning"),
@@ -57,6 +58,10 @@ PREFIX_UNION_CASES = ("unipelt", "prefix_tuning-par_bn", "prefix_tuning_gated")
 # AdapterPlus (stochastic depth: the identity in eval mode); the interface rows refuse original_ln_after=False
 ADAPTER_PLUS_ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "gpt2", "electra", "deberta-v2", "llama",
                       "mistral", "bart", "t5")
+# MTL-LoRA (two task adapters sharing A/B, MultiTask routed by task_ids; DeBERTa-v2: one adapter, no MultiTask):
+# not on GPT-2 (fused c_attn: the library fails in the forward pass) nor on the plugin-interface rows
+MTL_LORA_ARCHS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "llama", "mistral", "bart",
+                  "t5")
 DOC = Path(__file__).resolve().parents[3] / "docs" / "golden-parity.md"
 CASES = case_dirs()
 
@@ -82,7 +87,9 @@ def required_ids() -> set:
     bases += [f"methods/{arch}-{method}" for arch in REFT_ARCHS for method in ("loreft", "noreft", "direft")]
     bases += [f"methods/{arch}-{case}" for arch in ARCHS + tuple(LATER_ARCHS) for case in UNION_CASES]
     bases += [f"methods/{arch}-{case}" for arch in PREFIX_UNION_ARCHS for case in PREFIX_UNION_CASES]
+    bases += [f"methods/{arch}-prefix_tuning_gated" for arch in ("bart", "t5")]  # a gate per attention with a prefix
     bases += [f"methods/{arch}-adapter_plus" for arch in ADAPTER_PLUS_ARCHS]
+    bases += [f"methods/{arch}-mtl_lora" for arch in MTL_LORA_ARCHS]
     for arch, (methods, heads, compositions) in NEW_ROWS.items():
         bases += [f"plain/{arch}"] + [f"methods/{arch}-{method}" for method in methods]
         bases += [f"heads/{arch}-{kind}" for kind in heads] + [f"compositions/{arch}-{name}" for name in compositions]
