@@ -146,6 +146,16 @@ class GenerationSupport(GenerationMixin):
         return channels
 
 
+def read_generation_config(model, model_name_or_path, kwargs: dict) -> None:
+    """``from_pretrained``: the decoding defaults saved next to the backbone (``generation_config.json``), as a
+    generating ``PreTrainedModel`` reads them; without one they are made from the model config on first use."""
+    options = {k: kwargs[k] for k in ("cache_dir", "local_files_only", "revision", "token", "subfolder") if k in kwargs}
+    try:
+        model.generation_config = GenerationConfig.from_pretrained(model_name_or_path, **options)
+    except (OSError, ValueError):  # none saved there
+        pass
+
+
 def init_generation_members(original: type) -> dict:
     """``generate`` and ``get_encoder`` for a class wrapped by ``adapters_client.init()`` whose HF class can generate:
     transformers' own generate, with the same checks, Parallel replication and encoder runner as AdapterModel (the

@@ -13,7 +13,7 @@ from .composition import Parallel, Stack
 from .context import ForwardContext, task_context
 from .errors import InvalidComposition
 from .generation import (PARALLELIZED, GenerationSupport, init_generation_members, mark_parallelized,
-                         replicated_for_generation)
+                         read_generation_config, replicated_for_generation)
 from .model_mixin import ModelAdaptersMixin
 
 try:  # prediction heads live in heads/ (another module); the model works without them
@@ -70,6 +70,7 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, GenerationSupport, nn.Module)
 
         model = cls(AutoModel.from_pretrained(model_name_or_path, **kwargs))
         restore_saved_parts(model, model_name_or_path)
+        read_generation_config(model, model_name_or_path, kwargs)
         return model
 
     def save_pretrained(self, save_directory, **kwargs) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .composition import setup_from_dict, setup_to_dict
 from .configs.methods import is_adapter_key
+from .methods.lora.mtl import shares_of
 
 SETUP_FILE = "adapter_setup.json"
 
@@ -29,7 +30,12 @@ def save_pretrained(model, save_directory, **kwargs) -> None:
             model.save_head(str(root / "heads" / name), name)
     setup = {"adapter_setup": setup_to_dict(engine.active_setup) if engine.active_setup is not None else None,
              "skip_layers": engine.skip_layers, "head_setup": getattr(model, "active_head", None)}
+    shares = shares_of(engine)
+    if shares:  # MTL-LoRA adapters sharing A and B: each folder holds the values, this file the ties
+        setup["shared_parameters"] = shares
     (root / SETUP_FILE).write_text(json.dumps(setup, indent=2), encoding="utf-8")
+    if "_generation_config" in model.__dict__:  # set or used (generate): reloaded by from_pretrained
+        model.generation_config.save_pretrained(str(root))
 
 
 def restore_saved_parts(model, directory) -> None:
@@ -44,6 +50,8 @@ def restore_saved_parts(model, directory) -> None:
     for folder in sorted((root / "heads").glob("*/")) if (root / "heads").is_dir() else []:
         model.load_head(str(folder))
     setup = json.loads((root / SETUP_FILE).read_text(encoding="utf-8"))
+    for share, members in (setup.get("shared_parameters") or {}).items():
+        model.share_parameters(members, name=share)  # equal values were loaded: tie them again
     if setup.get("adapter_setup"):
         model.set_active_adapters(setup_from_dict(setup["adapter_setup"]), skip_layers=setup.get("skip_layers"))
     if setup.get("head_setup") is not None and hasattr(type(model), "active_head"):

@@ -320,3 +320,29 @@ def test_init_wrapped_hf_models_generate_with_adapters(arch, config):
             single.append(_greedy(model, inputs))
         model.set_active_adapters(Parallel("b", "c"))
         assert torch.equal(_greedy(model, inputs), torch.cat(single))
+
+
+@pytest.mark.parametrize("arch", ("gpt2", "bart"))
+def test_generation_config_is_saved_and_read_back(arch, tmp_path):
+    """Decoding defaults set on the model travel with ``save_pretrained``; a plain HF folder's
+    ``generation_config.json`` is read by ``from_pretrained`` as a generating HF model reads it."""
+    model = _model(arch, config="seq_bn")
+    inputs = _prompts(model.config.is_encoder_decoder)
+    model.generation_config.max_new_tokens = 3
+    model.generation_config.pad_token_id = PAD
+    expected = model.generate(**inputs, do_sample=False)
+    assert expected.shape[1] - (0 if model.config.is_encoder_decoder else inputs["input_ids"].shape[1]) <= 4
+    model.save_pretrained(str(tmp_path / "whole"))
+    again = AutoAdapterModel.from_pretrained(str(tmp_path / "whole")).eval()
+    assert again.generation_config.max_new_tokens == 3
+    assert torch.equal(again.generate(**inputs, do_sample=False), expected)
+
+    model.base_model.save_pretrained(str(tmp_path / "plain"))
+    saved = model.generation_config.__class__(max_new_tokens=2, pad_token_id=PAD, eos_token_id=None,
+                                              decoder_start_token_id=model.generation_config.decoder_start_token_id)
+    saved.save_pretrained(str(tmp_path / "plain"))
+    assert AutoAdapterModel.from_pretrained(str(tmp_path / "plain")).generation_config.max_new_tokens == 2
+    no_file = tmp_path / "bare"
+    model.base_model.save_pretrained(str(no_file))
+    (no_file / "generation_config.json").unlink(missing_ok=True)
+    assert AutoAdapterModel.from_pretrained(str(no_file)).generation_config.max_new_tokens is None

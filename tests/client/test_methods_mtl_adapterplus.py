@@ -526,3 +526,23 @@ def test_mtl_lora_under_parallel_and_an_adapter_setup_context():
     with AdapterSetup(MultiTask("a", "b")):
         routed = hidden_with(model, inputs, task_ids=[1, 0])
     torch.testing.assert_close(routed, torch.cat([branches[2:3], branches[1:2]]), rtol=0, atol=2e-5)
+
+
+def test_save_pretrained_keeps_the_shares(tmp_path):
+    """``save_pretrained`` / ``from_pretrained`` bring shared MTL-LoRA adapters back tied: one A and B per
+    projection for both, which then train together."""
+    from adapters_client.model import AutoAdapterModel
+
+    model = _two_tasks("bert", share=True)
+    model.add_adapter("c", config="mtl_lora[n_up_projection=3]")  # not shared: stays on its own
+    model.set_active_adapters(MultiTask("a", "b"))
+    inputs = tiny_inputs(batch=4)
+    expected = hidden_with(model, inputs, task_ids=[1, 0, 0, 1])
+    model.save_pretrained(str(tmp_path))
+    setup = json.loads((tmp_path / "adapter_setup.json").read_text())
+    assert setup["shared_parameters"] == {"a,b": ["a", "b"]}
+    again = AutoAdapterModel.from_pretrained(str(tmp_path)).eval()
+    torch.testing.assert_close(hidden_with(again, inputs, task_ids=[1, 0, 0, 1]), expected, rtol=0, atol=1e-6)
+    for a, b, c in zip(_mtl_modules(again, "a"), _mtl_modules(again, "b"), _mtl_modules(again, "c")):
+        assert a.lora_A is b.lora_A and a.lora_B is b.lora_B
+        assert c.lora_A is not a.lora_A

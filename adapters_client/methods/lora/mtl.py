@@ -256,6 +256,16 @@ def unshare_parameters(engine, adapter_names, name: Optional[str] = None) -> Non
         site.unshare(name)
 
 
+def shares_of(engine) -> dict:
+    """Share name -> its member adapters (the largest membership any projection holds), for ``save_pretrained``."""
+    shares: dict = {}
+    for site in engine.lora_layers:
+        for share, members in site.__dict__.get("share_members", {}).items():
+            if len(members) > len(shares.get(share, ())):
+                shares[share] = list(members)
+    return shares
+
+
 def _share_names(adapter_names) -> list:
     if isinstance(adapter_names, MultiTask):
         names = list(adapter_names.children)
