@@ -52,6 +52,8 @@ _LAZY.update({
     "push": "adapters_client.hub",
     "pipeline": "adapters_client.pipelines",
     "TextClassificationPipeline": "adapters_client.pipelines",
+    "TokenClassificationPipeline": "adapters_client.pipelines",
+    "TextGenerationPipeline": "adapters_client.pipelines",
 })
 
 

@@ -271,29 +271,33 @@ class AdapterEngine(ForwardMachinery):
         block instead of a name, a method that changes the sequence (prefix/prompt tuning), a merged LoRA."""
         if training:
             raise InvalidComposition("adapter_names (a mixed-adapter batch) is for inference only; call "
-                                     "model.eval() first")
+                                     "model.eval() first", field="adapter_names")
         if isinstance(adapter_names, (str, AdapterCompositionBlock)) or not isinstance(adapter_names, (list, tuple)):
             raise InvalidComposition(f"adapter_names must be a list with one adapter name (or None) per row, "
-                                     f"got {type(adapter_names).__name__}")
+                                     f"got {type(adapter_names).__name__}", field="adapter_names")
         names = list(adapter_names)
         if len(names) != batch:
-            raise InvalidComposition(f"adapter_names has {len(names)} entries but the batch has {batch} rows")
+            raise InvalidComposition(f"adapter_names has {len(names)} entries but the batch has {batch} rows",
+                                     field="adapter_names")
         for name in names:
             if name is None:
                 continue
             if not isinstance(name, str):
                 raise InvalidComposition(f"adapter_names entries must be adapter names or None (no adapter), "
-                                         f"got {name!r}; composition blocks per row are not supported")
+                                         f"got {name!r}; composition blocks per row are not supported",
+                                         field="adapter_names")
             config = self.configs.get(name)
             if config is None:
                 raise AdapterNameNotFound(f"no adapter named {name!r} in this model", field="adapter_names")
             if any(method.scope != "layer" for method, _ in parts_by_method(config)):
                 raise InvalidComposition(f"adapter {name!r} ({type(config).__name__}) changes the sequence or the "
-                                         f"attention of its rows; it cannot share a mixed-adapter batch")
+                                         f"attention of its rows; it cannot share a mixed-adapter batch",
+                                         field="adapter_names")
         merged = sorted({layer.merged for layer in self.lora_layers if layer.merged})
         if merged:
             raise InvalidComposition(f"LoRA {merged[0]!r} is merged into the base weights, which every row "
-                                     f"would see; call reset_adapter() before using adapter_names")
+                                     f"would see; call reset_adapter() before using adapter_names",
+                                     field="adapter_names")
         distinct = {n for n in names if n is not None}
         plan = RowAdapters(names, MixedRows(distinct) if distinct else None)
         for name in distinct:

@@ -15,12 +15,16 @@ What differs from a plain HF model:
   already (the library's ``adapter_input_parallelized`` keyword does the same in a plain forward);
 - gated adapters decode without the cache unless ``use_cache`` is given (their gates average over each forward's
   positions, so a cached step would gate differently from the full sequence);
-- refused (typed): ``adapter_names`` (a mixed-adapter batch) and a BatchSplit setup or head setting.
+- ``adapter_names=[...]`` (a mixed-adapter batch, one adapter or None per input row; generation_rows.py): the
+  active setup does not apply, each row decodes with its own adapter and LM head (beams and returned sequences
+  keep their input row's adapter);
+- refused (typed): a BatchSplit setup or head setting.
 """
 
 from __future__ import annotations
 
 import contextvars
+from contextlib import nullcontext
 from typing import Optional
 
 import torch
@@ -31,6 +35,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from .composition import BatchSplit, Parallel, Stack
 from .context import ForwardContext
 from .errors import InvalidComposition
+from .generation_rows import RowGeneration, generation_plan, prepare_row_generation
 
 LM_HEAD_TYPES = ("causal_lm", "seq2seq_lm")
 PARALLELIZED = "adapter_input_parallelized"  # the library's keyword: the batch is replicated per branch already
@@ -99,9 +104,16 @@ class GenerationSupport(GenerationMixin):
         cache is used (prefix tuning keeps its prefix outside it). Parallel: ``channels * batch`` rows come
         back, branch ``i`` in rows ``i * batch ... (i + 1) * batch - 1``.
         """
-        if kwargs.get("adapter_names") is not None:
-            raise InvalidComposition("generate() does not take adapter_names (a mixed-adapter batch); activate "
-                                     "one setup with set_active_adapters() instead", field="adapter_names")
+        if kwargs.get("adapter_names") is not None:  # a mixed-adapter batch: the active setup does not apply
+            names, kwargs, table = prepare_row_generation(self, inputs, kwargs)
+            self._check_row_heads(names, kwargs.get("head"))
+            _no_cache_when_gated(self, kwargs, names)
+            token = _GENERATING.set((self, 1))
+            try:
+                with RowGeneration(self, table):
+                    return super().generate(inputs, **kwargs)
+            finally:
+                _GENERATING.reset(token)
         channels = self._check_generation_setup(kwargs.get("head"))
         _no_cache_when_gated(self, kwargs)
         if channels > 1:
@@ -111,6 +123,29 @@ class GenerationSupport(GenerationMixin):
             return super().generate(inputs, **kwargs)
         finally:
             _GENERATING.reset(token)
+
+    def _check_row_heads(self, names: list, head) -> None:
+        """``generate(adapter_names=...)``: every row's head (as ``forward_head_rows`` picks it: ``head=``, else the
+        head named after the row's adapter, else the single active head) must be an LM head; ``InvalidHead``."""
+        from .heads.errors import InvalidHead
+
+        heads = getattr(self, "heads", {})
+        if head is not None:
+            row_heads = [head] * len(names)
+        else:
+            active = self._head_setup_names()
+            fallback = active[0] if len(active) == 1 and not getattr(self, "_head_batch_sizes", None) else None
+            row_heads = [name if name is not None and name in heads else fallback for name in names]
+        missing = [row for row, name in enumerate(row_heads) if name is None]
+        if missing:
+            raise InvalidHead(f"generate() with adapter_names needs an LM head for every row; rows {missing} have "
+                              f"none (their adapter has no head and no single head is active): pass head= or add "
+                              f"the heads", field="head", rows=missing)
+        for name in dict.fromkeys(row_heads):
+            head_type = self._get_head(name).config.get("head_type")
+            if head_type not in LM_HEAD_TYPES:
+                raise InvalidHead(f"generate() needs a language-modelling head ({', '.join(LM_HEAD_TYPES)}) for "
+                                  f"every row; head {name!r} is a {head_type!r} head", field="head", head=name)
 
     def _check_generation_setup(self, head) -> int:
         """How many Parallel branches the active setup has; ``InvalidHead`` / ``InvalidComposition`` when the heads
@@ -165,9 +200,16 @@ def init_generation_members(original: type) -> dict:
 
     @torch.no_grad()
     def generate(self, *args, **kwargs):
-        if kwargs.get("adapter_names") is not None:
-            raise InvalidComposition("generate() does not take adapter_names (a mixed-adapter batch); activate "
-                                     "one setup with set_active_adapters() instead", field="adapter_names")
+        if kwargs.get("adapter_names") is not None:  # a mixed-adapter batch: the active setup does not apply
+            inputs = args[0] if args else kwargs.get("inputs")
+            names, kwargs, table = prepare_row_generation(self, inputs, kwargs)
+            _no_cache_when_gated(self, kwargs, names)
+            token = _GENERATING.set((self, 1))
+            try:
+                with RowGeneration(self, table):
+                    return original.generate(self, *args, **kwargs)
+            finally:
+                _GENERATING.reset(token)
         setup, _ = self.adapter_engine.current_setup()
         if _has_batch_split(setup):
             raise InvalidComposition("generate() cannot run a BatchSplit setup (generation changes the batch: "
@@ -241,17 +283,20 @@ def replicated_for_generation(model) -> bool:
     return owner is model and channels > 1
 
 
-def _no_cache_when_gated(model, kwargs: dict) -> None:
+def _no_cache_when_gated(model, kwargs: dict, row_names: Optional[list] = None) -> None:
     """Gated adapters (``use_gating=True``: UniPELT, gated bottleneck / LoRA / prefix) average their gate over the
     positions of each forward, so a cached step (one position) gates differently from a full forward: without an
     explicit ``use_cache`` such setups decode without the cache, as the library's generate does (it recomputes the
-    whole sequence at every step)."""
+    whole sequence at every step). ``row_names``: the adapters of a mixed batch, in place of the active setup."""
     if "use_cache" in kwargs:
         return
-    setup, _ = model.adapter_engine.current_setup()
-    if setup is None:
-        return
-    names = {setup} if isinstance(setup, str) else setup.flatten()
+    if row_names is not None:
+        names = {name for name in row_names if name is not None}
+    else:
+        setup, _ = model.adapter_engine.current_setup()
+        if setup is None:
+            return
+        names = {setup} if isinstance(setup, str) else setup.flatten()
     configs = model.adapter_engine.configs
     if any(_gated(configs[name]) for name in names if name in configs):
         kwargs["use_cache"] = False
@@ -292,8 +337,10 @@ class _EncoderRunner(nn.Module):
         super().__init__()
         self.__dict__["owner"] = model  # not a submodule: the runner lives for one generate() call
 
-    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, return_dict=True, **kwargs):
+    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, return_dict=True, adapter_names=None,
+                **kwargs):
         model = self.__dict__["owner"]
+        rows = generation_plan(model, adapter_names)  # a mixed batch: each input row's own adapter, once per row
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
         device = (input_ids if input_ids is not None else inputs_embeds).device
         start = model.generation_config.decoder_start_token_id
@@ -306,7 +353,7 @@ class _EncoderRunner(nn.Module):
                        "use_cache": False}
         base_inputs.update({k: v for k, v in kwargs.items() if k in _ENCODER_INPUTS})
         base_inputs = {k: v for k, v in base_inputs.items() if v is not None}
-        with ForwardContext() as state:
+        with ForwardContext() as state, (rows if rows is not None else nullcontext()):
             if replicated_for_generation(model):
                 mark_parallelized(model, state, base_inputs)
             outputs = model.base_model(**base_inputs, return_dict=True)

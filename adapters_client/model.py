@@ -14,6 +14,7 @@ from .context import ForwardContext, task_context
 from .errors import InvalidComposition
 from .generation import (PARALLELIZED, GenerationSupport, init_generation_members, mark_parallelized,
                          read_generation_config, replicated_for_generation)
+from .generation_rows import generation_plan
 from .model_mixin import ModelAdaptersMixin
 
 try:  # prediction heads live in heads/ (another module); the model works without them
@@ -101,8 +102,10 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, GenerationSupport, nn.Module)
         layer applies every row's adapter to that row; each row gets its adapter's head (forward_head_rows).
         ``task_ids``: for a ``MultiTask`` setup, each row's child (index or adapter name; methods/lora/mtl.py).
         """
-        rows = self._row_adapters(adapter_names, input_ids if input_ids is not None else inputs_embeds,
-                                  feature_dims=1 if input_ids is not None else 2)
+        rows = generation_plan(self, adapter_names)  # inside generate(adapter_names=...): a per-row index tensor
+        if rows is None:
+            rows = self._row_adapters(adapter_names, input_ids if input_ids is not None else inputs_embeds,
+                                      feature_dims=1 if input_ids is not None else 2)
         input_ids, attention_mask, token_type_ids, position_ids = (
             _flatten_choices(t, 1) for t in (input_ids, attention_mask, token_type_ids, position_ids))
         inputs_embeds = _flatten_choices(inputs_embeds, 2)
@@ -236,11 +239,13 @@ def _forward_with_rows(original_forward):
             with task_context(task_ids):  # MultiTask routing (methods/lora/mtl.py)
                 return original_forward(self, *args, **kwargs)
         task_context(task_ids, adapter_names)  # both given: refused
-        given = bind(self, *args, **kwargs).arguments
-        if given.get("input_ids") is not None:
-            rows = _row_plan(self, adapter_names, given["input_ids"], feature_dims=1)
-        else:
-            rows = _row_plan(self, adapter_names, given.get("inputs_embeds"), feature_dims=2)
+        rows = generation_plan(self, adapter_names)  # inside generate(adapter_names=...): a per-row index tensor
+        if rows is None:
+            given = bind(self, *args, **kwargs).arguments
+            if given.get("input_ids") is not None:
+                rows = _row_plan(self, adapter_names, given["input_ids"], feature_dims=1)
+            else:
+                rows = _row_plan(self, adapter_names, given.get("inputs_embeds"), feature_dims=2)
         with rows:
             return original_forward(self, *args, **kwargs)
 

@@ -49,9 +49,14 @@ def _record_hard_time_limit(sender=None, exception=None, args=None, **kwargs):
 
 @shared_task(name=TRY_ADAPTER_TASK, acks_late=False, soft_time_limit=60, time_limit=90)
 def try_adapter(version_id: int, text: str) -> dict:
+    """The try-it answer; {"error": why} when this version cannot be tried (the page shows it as it is)."""
+    from .errors import UsageError
     from .tryit import run_try
 
-    return run_try(version_id, text)
+    try:
+        return run_try(version_id, text)
+    except UsageError as exc:
+        return {"error": exc.detail}
 
 
 @shared_task(name=PING_TASK, acks_late=False)

@@ -10,8 +10,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from registry.choices import VersionStatus
 from registry.models import AdapterVersion
 from registry.services.backbones import allow_list
@@ -23,6 +21,9 @@ from .loading import default_cache
 from .model_checks import label_maps, restore
 
 MAX_TEXT_CHARS = 2000
+MAX_INPUT_TOKENS = 128  # at most this many tokens of the text are read (prompt and continuation, for LMs)
+MAX_NEW_TOKENS = 40  # LM heads: the continuation's length
+MAX_GENERATION_SECONDS = 10.0  # ... and its time (the web page waits HUB_TRY_TIMEOUT, 20 s by default)
 _FOLDERS = Path(tempfile.gettempdir()) / "adapterhub-tryit"
 
 
@@ -40,7 +41,8 @@ def _folder(version: AdapterVersion) -> Path:
 
 
 def run_try(version_id: int, text: str) -> dict:
-    """{"labels": [{"label", "score"}, ...]} (classification, best first) or {"tokens": [...]} (tagging)."""
+    """{"labels": [{"label", "score"}, ...]} (classification, best first), {"tokens": [...]} (tagging) or
+    {"generated_text": "..."} (causal / seq2seq LM heads); UsageError for a head type the box cannot run."""
     text = str(text)[:MAX_TEXT_CHARS]
     version = AdapterVersion.objects.select_related("adapter").filter(pk=version_id).first()
     if version is None or version.status != VersionStatus.VALID:
@@ -63,19 +65,21 @@ def run_try(version_id: int, text: str) -> dict:
 
 
 def _predict(model, tokenizer, text: str, head: str) -> dict:
-    head_config = model.heads[head].config
-    id2label = {index: label for label, index in (head_config.get("label2id") or {}).items()}
-    batch = tokenizer([text], truncation=True, max_length=128, return_tensors="pt")
-    device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    model.eval()
-    with torch.no_grad():
-        logits = model(**inputs, head=head).logits[0].float()
-    probs = logits.softmax(-1)
-    if head_config.get("head_type") == "tagging":
-        tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
-        best = probs.max(-1)
-        return {"tokens": [{"token": tok, "label": id2label.get(int(i), str(int(i))), "score": round(float(p), 4)}
-                           for tok, i, p in zip(tokens, best.indices, best.values)]}
-    order = probs.argsort(descending=True).tolist()
-    return {"labels": [{"label": id2label.get(i, str(i)), "score": round(float(probs[i]), 4)} for i in order]}
+    """The head's answer through the client's pipeline for its type (the rules live in adapters_client.pipelines):
+    labels with scores, tokens with labels, or a short greedy continuation bounded in tokens and time."""
+    from adapters_client.errors import IncompatibleAdapter
+    from adapters_client.pipelines import (TextGenerationPipeline, TokenClassificationPipeline, max_input_length,
+                                           pipeline_for_head)
+
+    limit = min(MAX_INPUT_TOKENS, max_input_length(model, tokenizer))
+    try:
+        pipe = pipeline_for_head(model, tokenizer, head=head, max_length=limit, top_k=None,
+                                 max_new_tokens=MAX_NEW_TOKENS, generate_kwargs={"max_time": MAX_GENERATION_SECONDS})
+    except IncompatibleAdapter as exc:
+        raise UsageError(f"the try-it box cannot run this adapter's head: {exc}") from None
+    if isinstance(pipe, TextGenerationPipeline):
+        return {"generated_text": pipe(text)["generated_text"]}
+    if isinstance(pipe, TokenClassificationPipeline):
+        return {"tokens": [{"token": t["token"], "label": t["label"], "score": round(t["score"], 4)}
+                           for t in pipe(text)]}
+    return {"labels": [{"label": r["label"], "score": round(r["score"], 4)} for r in pipe(text)]}

@@ -133,10 +133,16 @@ def _take(value, index: torch.Tensor, total: int):
     return None
 
 
+# the key/value cache of a base output ("cache" from transformers 5.24, "past_key_values" before): one object for the
+# whole batch, which a head only hands on; a mixed-adapter batch keeps it whole
+_CACHE_KEYS = ("past_key_values", "cache")
+
+
 def take_outputs(outputs, index: torch.Tensor, total: int):
-    """The base outputs restricted to rows ``index`` (values without a batch dimension are dropped)."""
+    """The base outputs restricted to rows ``index`` (values without a batch dimension are dropped; the key/value
+    cache is kept whole)."""
     if isinstance(outputs, ModelOutput):
-        kept = {key: _take(value, index, total) for key, value in outputs.items()}
+        kept = {key: (value if key in _CACHE_KEYS else _take(value, index, total)) for key, value in outputs.items()}
         return outputs.__class__(**{k: v for k, v in kept.items() if v is not None})
     return tuple(_take(value, index, total) for value in outputs)
 
@@ -185,5 +191,10 @@ def run_rows(model, outputs, row_heads: list, cls_output, attention_mask, kwargs
         raise InvalidHead(f"The heads {names} return different outputs ({sorted(k.__name__ for k in kinds)}); a "
                           f"mixed-adapter batch needs heads of one kind.")
     keys = list(dict.fromkeys(key for _, out in parts for key in out.keys()))
-    assembled = {key: _scatter([(i, out.get(key)) for i, out in parts], total, key, names) for key in keys}
-    return parts[0][1].__class__(**{k: v for k, v in assembled.items() if v is not None})
+    assembled = {key: _scatter([(i, out.get(key)) for i, out in parts], total, key, names)
+                 for key in keys if key not in _CACHE_KEYS}
+    result = {k: v for k, v in assembled.items() if v is not None}
+    for key in _CACHE_KEYS:  # the key/value cache covers the whole batch: every group's head handed it on whole
+        if key in keys and isinstance(outputs, ModelOutput) and outputs.get(key) is not None:
+            result[key] = outputs[key]
+    return parts[0][1].__class__(**result)

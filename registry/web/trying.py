@@ -16,10 +16,18 @@ log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 20.0
 RATE_PER_MINUTE = 10
 MAX_LABELS = 20
+MAX_GENERATED_CHARS = 4000
 
 
 class TryUnavailable(PlatformError):
     code = "try_unavailable"
+
+
+class TryRefused(UserError):
+    """The worker cannot run this adapter (e.g. a head type the box does not support); its reason is shown."""
+
+    code = "try_refused"
+    status = 422
 
 
 class TryThrottled(UserError):
@@ -63,10 +71,15 @@ def run(version_id: int, text: str, timeout: float | None = None) -> dict:
 
 
 def normalise(answer) -> dict:
-    """Keep only well-formed labels (label text, finite score), best first."""
+    """Keep only well-formed labels (label text, finite score, best first), tokens, or generated text; the worker's
+    refusal ({"error": why}) becomes TryRefused."""
     if not isinstance(answer, dict):
         raise TryUnavailable("the worker gave an answer this page cannot read")
+    if isinstance(answer.get("error"), str):
+        raise TryRefused(answer["error"][:500])
     out = {}
+    if isinstance(answer.get("generated_text"), str):
+        out["generated_text"] = answer["generated_text"][:MAX_GENERATED_CHARS]
     for key, fields in (("labels", ("label",)), ("tokens", ("token", "label"))):
         rows = answer.get(key)
         if isinstance(rows, list):

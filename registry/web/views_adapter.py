@@ -9,6 +9,8 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from adapters_client.pipelines import SUPPORTED_HEAD_TYPES
+
 from ..choices import FINAL_STATUSES, WRITE_ROLES
 from ..errors import RegistryError
 from ..models import Adapter
@@ -18,7 +20,7 @@ from . import queries, trying
 from .readme import readme_text
 from .forms import DescriptionForm, TryForm
 
-TRY_HEADS = ("classification", "tagging")
+TRY_HEADS = SUPPORTED_HEAD_TYPES  # the worker runs the client's pipelines: one list of head types
 
 
 def _adapter_or_404(user, pk: int) -> Adapter:
@@ -152,14 +154,15 @@ def edit_description(request, pk: int):
 
 @require_POST
 def try_adapter(request, pk: int):
-    """Run the adapter's current version on a short text through a worker; show the labels."""
+    """Run the adapter's current version on a short text through a worker; show its labels, tokens or text."""
     adapter = _adapter_or_404(request.user, pk)
     current = adapter.versions.filter(pk=adapter.current_version_id).first()
     form = TryForm(request.POST)
     context = {"adapter": adapter, "form": form, "result": None, "error": None}
     status = 200
     if not (queries.is_valid(current) and queries.head_type(current) in TRY_HEADS):
-        context["error"], status = "This adapter has no valid version with a classification or tagging head.", 400
+        context["error"], status = ("This adapter cannot be tried here: the box runs a valid version with a "
+                                    "classification, tagging or language-modelling head."), 400
     elif form.is_valid():
         caller = f"user:{request.user.pk}" if request.user.is_authenticated else f"ip:{request.META.get('REMOTE_ADDR')}"
         try:

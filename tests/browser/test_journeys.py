@@ -138,3 +138,23 @@ def test_try_it_shows_labels(page, seeded, monkeypatch, shoot):
     page.get_by_role("button", name="Run").click()
     expect(page.locator("#try-labels li").first).to_contain_text("positive")
     shoot(page, "try")
+
+
+def test_try_it_shows_generated_text(page, seeded, monkeypatch, shoot):
+    adapter = seeded["adapters"][0]
+    for version in AdapterVersion.objects.filter(adapter=adapter):
+        version.validation_report = {**version.validation_report,
+                                     "adapter": {**version.validation_report.get("adapter", {}),
+                                                 "head_type": "causal_lm"}}
+        version.save()
+
+    class Answer:
+        def get(self, timeout, disable_sync_subtasks):
+            return {"generated_text": " and they lived happily ever after."}
+
+    monkeypatch.setattr(trying.current_app, "send_task", lambda name, args, retry: Answer())
+    page.goto(f"/adapters/{adapter.pk}/")
+    page.get_by_label("Text").fill("Once upon a time")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator("#try-generated")).to_have_text(" and they lived happily ever after.")
+    shoot(page, "try-generate")

@@ -379,3 +379,24 @@ def test_reft_adapters_per_row(arch):
     inputs = _inputs(len(names))
     base = _mixed(model, inputs, [None] * len(names))
     _assert_rows(_mixed(model, inputs, names), _alone(model, inputs, names), names, base)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_lm_heads_per_row_hand_on_the_cache(arch):
+    """A mixed forward with LM heads per row returns the key/value cache (the whole batch's), and decoding one more
+    token with it gives each row the logits of a full forward over the longer sequence."""
+    names = ["s1", "l1", "s1"]
+    model = _model(arch, names=("s1", "l1"))
+    for n, name in enumerate(("s1", "l1")):
+        model.add_causal_lm_head(name, set_active=False)
+        randomise([model.heads[name]], seed=40 + n, std=0.5)
+    model.eval()
+    ids = torch.randint(3, 99, (3, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        first = model(input_ids=ids[:, :5], adapter_names=names, use_cache=True)
+        assert first.past_key_values is not None
+        step = model(input_ids=ids[:, 5:], past_key_values=first.past_key_values, adapter_names=names,
+                     use_cache=True)
+        full = model(input_ids=ids, adapter_names=names, use_cache=False)
+    torch.testing.assert_close(step.logits[:, -1], full.logits[:, -1], **TOL)
+    torch.testing.assert_close(first.logits, full.logits[:, :5], **TOL)

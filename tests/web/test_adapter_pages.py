@@ -168,6 +168,50 @@ def test_try_it_refuses_adapters_without_a_valid_classification_head(client, cat
     assert client.post(f"/adapters/{adapter.pk}/try/", {"text": "hi"}).status_code == 400
 
 
+def _set_head_type(adapter, head_type: str) -> None:
+    for version in AdapterVersion.objects.filter(adapter=adapter):
+        report = dict(version.validation_report or {})
+        report["adapter"] = {**(report.get("adapter") or {}), "head_type": head_type}
+        AdapterVersion.objects.filter(pk=version.pk).update(validation_report=report)
+
+
+@pytest.mark.parametrize("head_type", ["causal_lm", "seq2seq_lm"])
+def test_try_it_shows_generated_text_of_lm_heads(client, catalogue, monkeypatch, head_type):
+    adapter = catalogue["adapters"][0]
+    _set_head_type(adapter, head_type)
+
+    class Answer:
+        def get(self, timeout, disable_sync_subtasks):
+            return {"generated_text": " and then <script>alert(1)</script> the end"}
+
+    monkeypatch.setattr(trying.current_app, "send_task", lambda name, args, retry: Answer())
+    assert "Try it" in ok(client.get(f"/adapters/{adapter.pk}/"))
+    html = ok(client.post(f"/adapters/{adapter.pk}/try/", {"text": "Once upon a time"}))
+    shown = html[html.index('id="try-generated"'):]
+    assert "and then &lt;script&gt;alert(1)&lt;/script&gt; the end</pre>" in shown and "<script>alert" not in html
+    assert 'id="try-labels"' not in html
+
+
+def test_try_it_shows_the_workers_refusal(client, catalogue, monkeypatch):
+    class Refusal:
+        def get(self, timeout, disable_sync_subtasks):
+            return {"error": "the try-it box cannot run this adapter's head: no pipeline runs a masked_lm head"}
+
+    monkeypatch.setattr(trying.current_app, "send_task", lambda name, args, retry: Refusal())
+    response = client.post(f"/adapters/{catalogue['adapters'][0].pk}/try/", {"text": "hello"})
+    assert response.status_code == 422 and b"no pipeline runs a masked_lm head" in response.content
+    assert b"Traceback" not in response.content
+
+
+def test_try_it_is_not_offered_for_heads_it_cannot_run(client, catalogue, monkeypatch):
+    adapter = catalogue["adapters"][0]
+    _set_head_type(adapter, "question_answering")
+    monkeypatch.setattr(trying.current_app, "send_task", lambda *a, **k: pytest.fail("no task for this head"))
+    assert "Try it" not in ok(client.get(f"/adapters/{adapter.pk}/"))
+    response = client.post(f"/adapters/{adapter.pk}/try/", {"text": "hi"})
+    assert response.status_code == 400 and b"cannot be tried here" in response.content
+
+
 def test_readme_of_the_current_version_is_rendered_safely(client, catalogue, hub_dirs):
     import hashlib
     import tempfile
