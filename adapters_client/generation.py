@@ -36,8 +36,8 @@ from .composition import BatchSplit, Parallel, Stack
 from .context import ForwardContext
 from .errors import InvalidComposition
 from .generation_rows import RowGeneration, generation_plan, prepare_row_generation
+from .pipelines import GENERATION_HEAD_TYPES as LM_HEAD_TYPES  # the one list (torch-free, read by the hub too)
 
-LM_HEAD_TYPES = ("causal_lm", "seq2seq_lm")
 PARALLELIZED = "adapter_input_parallelized"  # the library's keyword: the batch is replicated per branch already
 # inputs repeated per Parallel branch before decoding (tensors with the batch as first dimension)
 _BATCHED_KWARGS = ("input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "position_ids",

@@ -15,7 +15,8 @@ from .errors import IncompatibleAdapter, TokenizerUnavailable
 
 _CLASSIFICATION = ("classification", "multilabel_classification")
 _TAGGING = ("tagging",)
-_GENERATION = ("causal_lm", "seq2seq_lm")  # generation.LM_HEAD_TYPES (checked equal in the tests)
+GENERATION_HEAD_TYPES = ("causal_lm", "seq2seq_lm")  # the heads generate() runs (generation.py reads this list)
+_GENERATION = GENERATION_HEAD_TYPES
 SUPPORTED_HEAD_TYPES = _CLASSIFICATION + _TAGGING + _GENERATION
 _HUGE = 100_000  # tokenizers without a limit report a huge model_max_length
 MAX_NEW_TOKENS = 40

@@ -42,13 +42,25 @@ def _default_of(adapter: Adapter, versions: list) -> object | None:
     return next((v for v in versions if v.is_resolvable_by_default), None)
 
 
-def snippets(adapter: Adapter) -> dict:
+# how the pipeline of a head type is called, for the page's snippet (adapters_client.pipelines picks the pipeline)
+_PIPELINE_CALLS = {
+    "classification": ('classify', 'classify(["A warm, funny and moving film."])  # [{"label": ..., "score": ...}]'),
+    "multilabel_classification": ('classify', 'classify("A warm, funny and moving film.", top_k=None)  # every label'),
+    "tagging": ('tag', 'tag("George Washington went to Washington.")  # a label per token'),
+    "causal_lm": ('generate', 'generate("Once upon a time")  # {"generated_text": ...}'),
+    "seq2seq_lm": ('generate', 'generate("Once upon a time")  # {"generated_text": ...}'),
+}
+
+
+def snippets(adapter: Adapter, head_type: str | None = None) -> dict:
+    """Copyable usage: load the adapter, and (when its head has a pipeline) run it on a text."""
     ident, backbone = adapter.identifier, adapter.model_name
-    return {
-        "python": f'import adapters_client\n\nmodel = adapters_client.load(\n    "{ident}",\n'
-                  f'    model_name="{backbone}",\n)',
-        "cli": f"adapters-client download {ident} \\\n    --model-name {backbone}",
-    }
+    python = (f'import adapters_client\n\nmodel = adapters_client.load(\n    "{ident}",\n'
+              f'    model_name="{backbone}",\n)')
+    if head_type in _PIPELINE_CALLS and head_type in SUPPORTED_HEAD_TYPES:
+        name, call = _PIPELINE_CALLS[head_type]
+        python += f"\n{name} = adapters_client.pipeline(model)\n{call}"
+    return {"python": python, "cli": f"adapters-client download {ident} \\\n    --model-name {backbone}"}
 
 
 @require_GET
@@ -63,7 +75,8 @@ def adapter_page(request, pk: int):
         "adapter": adapter, "versions": versions, "current": current, "default": _default_of(adapter, versions),
         "reported": reported, "report": reported.validation_report if reported else None,
         "parameters": params, "parameters_exact": exact, "size": queries.version_size(current) if current else None,
-        "snippets": snippets(adapter), "can_write": _can_write(request.user, adapter),
+        "snippets": snippets(adapter, queries.head_type(current)),
+        "can_write": _can_write(request.user, adapter),
         "readme": readme_text(current),
         "can_try": queries.is_valid(current) and queries.head_type(current) in TRY_HEADS,
         "try_form": TryForm(),
@@ -86,7 +99,7 @@ def version_page(request, pk: int, version: str):
         "adapter": adapter, "version": found, "report": found.validation_report or None,
         "final": found.status in FINAL_STATUSES, "parameters": params, "parameters_exact": exact,
         "size": queries.version_size(found), "can_write": _can_write(request.user, adapter),
-        "snippets": snippets(adapter),
+        "snippets": snippets(adapter, queries.head_type(found)),
     })
 
 

@@ -242,3 +242,22 @@ def test_try_it_without_a_result_backend_says_it_is_not_enabled(client, catalogu
     monkeypatch.setattr(trying.current_app, "send_task", lambda name, args, retry: NoBackend())
     response = client.post(f"/adapters/{catalogue['adapters'][0].pk}/try/", {"text": "hello"})
     assert response.status_code == 503 and b"not enabled on this hub" in response.content
+
+
+@pytest.mark.parametrize("head_type, call", [("classification", 'classify = adapters_client.pipeline(model)'),
+                                             ("tagging", 'tag = adapters_client.pipeline(model)'),
+                                             ("causal_lm", 'generate = adapters_client.pipeline(model)'),
+                                             ("question_answering", None)])
+def test_the_snippet_runs_the_pipeline_of_the_head_type(client, catalogue, head_type, call):
+    """The adapter and version pages show how to run the adapter's head on a text when a pipeline exists for it
+    (adapters_client.pipelines), and only the load otherwise."""
+    adapter = catalogue["adapters"][0]
+    _set_head_type(adapter, head_type)
+    version = AdapterVersion.objects.filter(adapter=adapter).first()
+    for page in (f"/adapters/{adapter.pk}/", f"/adapters/{adapter.pk}/versions/{version.version}/"):
+        text = unescape(ok(client.get(page)))
+        assert f'model = adapters_client.load(\n    "{adapter.identifier}",' in text
+        if call is None:
+            assert "adapters_client.pipeline(" not in text
+        else:
+            assert f',\n)\n{call}\n' in text
