@@ -206,3 +206,34 @@ def test_head_config_without_num_labels_uses_the_head_default(adapter, validate)
     report = validate(folder)
     assert report.verdict == "valid", report.to_json()
     assert report.check("head").outcome == "passed"
+
+
+# every preset of every method the engine registers, plus unions and gating; sizes the tiny backbone can take
+# (LoReFT at r = hidden: the factory's random values give a non-square Householder parametrization a zero
+# projection, torch reading the signs from the diagonal's integer part, and the forward check would warn no_effect)
+_SMALL = {"compacter": "compacter[reduction_factor=4]", "compacter++": "compacter++[reduction_factor=4]",
+          "loreft": "loreft[r=32]"}
+_EXTRA_LOREFT = "loreft[r=4]"  # non-square: the meta-device twin's trivialization base is (hidden, hidden)
+_EXTRA = ("mam", "unipelt", "seq_bn[mh_adapter=True,output_adapter=False]|par_bn", "lora[use_gating=True]",
+          "prefix_tuning[use_gating=True]", "seq_bn[use_gating=True]")
+
+
+def _every_method() -> list:
+    from adapters_client.configs.methods import registered_methods
+
+    return [_SMALL.get(name, name) for method in registered_methods() for name in method.presets] + list(_EXTRA)
+
+
+@pytest.mark.parametrize("config", _every_method())
+def test_every_method_the_engine_runs_validates(adapter, validate, config):
+    """An upload of any method the client can build passes every check on its backbone (the shape check builds
+    a meta-device twin: LoReFT's orthogonal parametrization once crashed there, or lost a saved buffer)."""
+    report = validate(adapter(config=config))
+    assert report.verdict == "valid", report.to_json()
+    assert all(check.outcome == "passed" for check in report.checks), report.to_json()
+
+
+def test_a_non_square_loreft_passes_the_weight_checks(adapter, validate):
+    report = validate(adapter(config=_EXTRA_LOREFT))
+    assert report.verdict == "valid", report.to_json()
+    assert all(report.check(name).outcome == "passed" for name in ("config", "weights", "finite", "load"))

@@ -31,7 +31,9 @@ class ReftUnit(nn.Module):
                 torch.cuda.manual_seed_all(config.init_weights_seed)
         self.learned_source = nn.Linear(hidden, config.r, bias=True, dtype=dtype)
         projection = nn.Linear(hidden, config.r, bias=False, dtype=dtype)
-        if self.orthogonal:
+        if self.orthogonal and projection.weight.is_meta:
+            projection = _orthogonal_twin(projection)
+        elif self.orthogonal:
             with torch.no_grad():
                 # a checkpoint load skips random initialisation (weights.overwritten_init): the orthogonal
                 # parametrization must still start from finite values (all of them are overwritten)
@@ -48,6 +50,21 @@ class ReftUnit(nn.Module):
         if self.subtract_projection:
             source = source - nn.functional.linear(states, weight)
         return self.dropout(states + torch.matmul(source, weight))
+
+
+def _orthogonal_twin(linear: nn.Linear) -> nn.Module:
+    """The saved tensors of ``orthogonal(linear)`` on the meta device (the hub's shape check builds adapters there):
+    torch's parametrization computes from values on registration, which meta tensors do not have. Same keys and
+    shapes: ``parametrizations.weight.original`` (r, hidden) and the trivialization's square ``...0.base``."""
+    rows, cols = linear.weight.shape
+    weight = nn.Module()
+    weight.original = nn.Parameter(torch.empty_like(linear.weight))
+    trivialization = nn.Module()
+    trivialization.register_buffer("base", linear.weight.new_empty(max(rows, cols), max(rows, cols)))
+    weight.add_module("0", trivialization)
+    twin = nn.Module()
+    twin.parametrizations = nn.ModuleDict({"weight": weight})
+    return twin
 
 
 class ReftModule(nn.Module):
