@@ -145,6 +145,20 @@ def probe_batch(config, tokenizer) -> tuple[dict, str]:
     return {"input_ids": ids, "attention_mask": mask}, "token_ids"
 
 
+def run_probe(model, probe: dict) -> tuple:
+    """(the base model's last hidden state, the head's output or None) of one forward pass of the AdapterModel,
+    which also makes what the base model needs besides the probe (T5's decoder inputs, shifted from input_ids)."""
+    captured = []
+    hook = model.base_model.register_forward_hook(lambda _m, _a, out: captured.append(out[0]))
+    try:
+        with torch.no_grad():
+            output = model(**probe)
+    finally:
+        hook.remove()
+    head_output = output if getattr(model, "active_head", None) is not None else None
+    return captured[-1], head_output
+
+
 def shape_twin(config):
     """The backbone built on the meta device: every shape, no memory. An adapter's config is applied here
     first, so a config that implies huge tensors costs nothing before its file is found not to match."""
@@ -179,8 +193,7 @@ def load_backbone(source: BackboneSource, device: Optional[str] = None) -> Loade
     tokenizer = _tokenizer(folder)
     probe, kind = probe_batch(model.config, tokenizer)
     probe = {k: v.to(device) for k, v in probe.items()}
-    with torch.no_grad():
-        baseline = model.base_model(**probe, return_dict=True)[0].detach()
+    baseline = run_probe(model, probe)[0].detach()
     nbytes = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     return LoadedBackbone(source=source, model=model, fingerprint=fingerprint, nbytes=nbytes, probe=probe,
                           probe_kind=kind, baseline=baseline, shape_model=shape_twin(model.config),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from .errors import ForwardFailed, LoadFailed, PlatformFault
+from .loading import run_probe
 from .static_checks import HEAD_CONFIG, Context
 
 # The adapter's output must differ from the backbone's by more than this (relative to the output's scale).
@@ -45,19 +46,6 @@ def _client_facts(exc) -> dict:
     return {k: v for k, v in details.items() if k in ("key", "field", "expected", "found") and v is not None}
 
 
-def _run(model, probe: dict):
-    """(the base model's last hidden state, the head's output or None) in one forward pass."""
-    captured = []
-    hook = model.base_model.register_forward_hook(lambda _m, _a, out: captured.append(out[0]))
-    try:
-        with torch.no_grad():
-            output = model(**probe)
-    finally:
-        hook.remove()
-    head_output = output if getattr(model, "active_head", None) is not None else None
-    return captured[-1], head_output
-
-
 def _tensors(output) -> dict:
     if output is None:
         return {}
@@ -69,7 +57,7 @@ def check_forward(ctx: Context) -> list:
     """A forward pass on the probe batch: finite outputs that differ from the backbone's own."""
     backbone = ctx.backbone
     try:
-        hidden, head_output = _run(backbone.model, backbone.probe)
+        hidden, head_output = run_probe(backbone.model, backbone.probe)
     except torch.OutOfMemoryError as exc:
         raise PlatformFault(f"out of memory during the forward pass: {exc}", code="out_of_memory") from None
     except Exception as exc:  # noqa: BLE001 - a forward the adapter breaks is the adapter's fault

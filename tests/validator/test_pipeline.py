@@ -237,3 +237,37 @@ def test_a_non_square_loreft_passes_the_weight_checks(adapter, validate):
     report = validate(adapter(config=_EXTRA_LOREFT))
     assert report.verdict == "valid", report.to_json()
     assert all(report.check(name).outcome == "passed" for name in ("config", "weights", "finite", "load"))
+
+
+@pytest.mark.parametrize("arch, head, config", [
+    ("gpt2", "causal_lm", "seq_bn"), ("llama", "causal_lm", "lora"), ("bart", "seq2seq_lm", "prefix_tuning"),
+    ("t5", "seq2seq_lm", "seq_bn"), ("modernbert", "classification", "lora"),
+    ("deberta-v2", "classification", "mtl_lora"),
+])
+def test_adapters_on_every_kind_of_backbone_validate(tmp_path, cache, arch, head, config):
+    """Decoder-only, encoder-decoder (T5 needs decoder inputs: the probe runs through the AdapterModel, which
+    makes them) and the newer encoder rows, with their heads."""
+    from transformers import AutoModel
+
+    from adapters_client import AutoAdapterModel
+    from tests.client.engine_helpers import tiny_config
+    from validator.backbones import parse_allow_list
+    from validator.pipeline import validate_folder
+
+    torch.manual_seed(0)
+    AutoModel.from_config(tiny_config(arch)).save_pretrained(str(tmp_path / "backbone"))
+    model = AutoAdapterModel.from_pretrained(str(tmp_path / "backbone"))
+    model.add_adapter("x", config=config)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for module in model.get_adapter("x"):
+            for param in module.parameters():
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    {"causal_lm": model.add_causal_lm_head, "seq2seq_lm": model.add_seq2seq_lm_head,
+     "classification": lambda name: model.add_classification_head(name, num_labels=2)}[head]("x")
+    model.save_adapter(str(tmp_path / "adapter"), "x")
+    allow_list = parse_allow_list({f"tiny/{arch}": {"source": "folder", "path": str(tmp_path / "backbone")}})
+    report = validate_folder(tmp_path / "adapter", f"tiny/{arch}", allow_list=allow_list, cache=cache)
+    assert report.verdict == "valid", report.to_json()
+    assert all(check.outcome == "passed" for check in report.checks), report.to_json()
+    assert report.adapter.head_type == head and report.check("forward").figures["max_abs_change"] > 0
