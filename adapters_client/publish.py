@@ -83,8 +83,9 @@ def upload_files(folder: Path) -> list[tuple[str, str]]:
     pickles = sorted(n for n in present if n.lower().endswith(_PICKLE_SUFFIXES))
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if name not in present:
-            hint = (f" ({PICKLE_WEIGHTS_FILE} is pickle: the hub accepts safetensors only, save again with "
-                    "save_adapter)" if name == WEIGHTS_FILE and PICKLE_WEIGHTS_FILE in present else "")
+            hint = (f" ({PICKLE_WEIGHTS_FILE} is pickle: the hub accepts safetensors only; convert the folder with "
+                    f"`adapters-client convert {folder} <new folder>`)"
+                    if name == WEIGHTS_FILE and PICKLE_WEIGHTS_FILE in present else "")
             problems.append({"code": "missing_file", "file": name, "detail": f"{name} is missing{hint}"})
     for a, b in _PAIRS:
         if (a in present) != (b in present):

@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static-only", action="store_true", help="only the checks that need no backbone")
     p.set_defaults(run=commands.cmd_validate)
 
+    p = sub.add_parser("convert", parents=[common], help="rewrite a folder with pickled weights as safetensors",
+                       epilog="A folder saved by the adapters library with pytorch_*.bin weights (its default, and its "
+                              "only choice for prefix tuning) becomes one the hub takes; the pickles are read "
+                              "with torch.load(weights_only=True). " + EPILOG)
+    p.add_argument("folder", help="the folder written by save_adapter (or save_adapter_fusion, save_head)")
+    p.add_argument("output", help="the new folder (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(run=commands.cmd_convert)
+
     p = sub.add_parser("cache", help="list, prune or verify the local cache", epilog=EPILOG)
     cache_sub = p.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
     cache_sub.add_parser("ls", parents=[common], help="list cached adapters")

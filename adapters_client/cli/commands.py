@@ -77,6 +77,16 @@ def cmd_validate(args) -> int:
     return _validate_on_backbone(args, folder)
 
 
+def cmd_convert(args) -> int:
+    from ..convert import convert_folder
+
+    result = convert_folder(args.folder, args.output, overwrite=args.force)
+    converted = ", ".join(f"{a} -> {b}" for a, b in result["converted"].items()) or "nothing to convert"
+    emit(result, args.json, f"wrote {result['path']} ({converted}; {result['deduplicated']} tied alias keys stored "
+                            f"once)\nnext: adapters-client push {result['path']} <task/subtask@org> --version ...")
+    return EXIT_OK
+
+
 def _validate_on_backbone(args, folder: Path) -> int:
     import json
 

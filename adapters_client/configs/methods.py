@@ -218,9 +218,15 @@ def is_adapter_key(key: str) -> bool:
 
 # --- the built-in methods ---------------------------------------------------------------------------
 def _bottleneck_name(config: BnConfig) -> str:
+    """The library's preset a bottleneck config is built like: Compacter (PHM layers) and invertible adapters by
+    their own names, so the hub lists and resolves them as what they are."""
     if config.is_parallel:
         return "par_bn"
-    return "double_seq_bn" if config.mh_adapter and config.output_adapter else "seq_bn"
+    double = config.mh_adapter and config.output_adapter
+    if config.phm_layer:
+        return "compacter" if double else "compacter++"
+    name = "double_seq_bn" if double else "seq_bn"
+    return f"{name}_inv" if config.inv_adapter else name
 
 
 def _lora_name(config: LoRAConfig) -> str:

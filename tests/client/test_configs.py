@@ -223,7 +223,10 @@ def test_hash_is_stable():
 
 def test_method_name():
     expected = {"seq_bn": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn", "lora": "lora",
-                "ia3": "ia3", "prefix_tuning": "prefix_tuning", "prompt_tuning": "prompt_tuning"}
+                "ia3": "ia3", "prefix_tuning": "prefix_tuning", "prompt_tuning": "prompt_tuning",
+                # Compacter and invertible adapters by their own names (the hub lists and resolves them so)
+                "compacter": "compacter", "compacter++": "compacter++", "pfeiffer+inv": "seq_bn_inv",
+                "double_seq_bn_inv": "double_seq_bn_inv"}
     for spec, name in expected.items():
         assert method_name(load_config(spec)) == name
     assert method_name(load_config(IA3Config().to_dict())) == "ia3"

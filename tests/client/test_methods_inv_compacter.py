@@ -50,7 +50,8 @@ def test_presets_and_aliases(name, inv, phm, mh):
     if phm:
         assert (config.phm_dim, config.reduction_factor, config.non_linearity) == (4, 32, "gelu")
         assert config.shared_phm_rule is True and config.factorized_phm_W is True
-    assert method_name(config) in ("seq_bn", "double_seq_bn")
+    expected = ("compacter" if mh else "compacter++") if phm else ("double_seq_bn_inv" if mh else "seq_bn_inv")
+    assert method_name(config) == expected  # the hub lists and resolves them by these names
 
 
 def test_segments_hold_the_library_keys():
