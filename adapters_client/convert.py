@@ -66,7 +66,7 @@ def _write(source: Path, out: Path) -> dict:
     for pickled, safe in PICKLED_TO_SAFE.items():
         if (source / pickled).is_file() and not (source / safe).is_file():
             try:
-                kept, dropped = _safetensors_from_pickle(source / pickled, out / safe)
+                kept, dropped = pickle_to_safetensors(source / pickled, out / safe)
             except InvalidAdapterFolder as exc:
                 problems += exc.details.get("problems", [])
                 continue
@@ -81,8 +81,9 @@ def _write(source: Path, out: Path) -> dict:
     return {"files": sorted(files), "converted": converted, "deduplicated": deduplicated}
 
 
-def _safetensors_from_pickle(pickled: Path, safe: Path) -> tuple:
-    """Write the tensors of ``pickled`` to ``safe``, each storage once; (tensors written, alias keys dropped)."""
+def pickle_to_safetensors(pickled: Path, safe: Path) -> tuple:
+    """Write the tensors of ``pickled`` to ``safe``, each tensor once (under its shortest name); returns (tensors
+    written, alias keys dropped). ``InvalidAdapterFolder`` when the file is not a weights-only pickle of tensors."""
     import torch
     from safetensors.torch import save_file
 

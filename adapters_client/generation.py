@@ -24,7 +24,7 @@ What differs from a plain HF model:
 from __future__ import annotations
 
 import contextvars
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Optional
 
 import torch
@@ -105,47 +105,37 @@ class GenerationSupport(GenerationMixin):
         back, branch ``i`` in rows ``i * batch ... (i + 1) * batch - 1``.
         """
         if kwargs.get("adapter_names") is not None:  # a mixed-adapter batch: the active setup does not apply
-            names, kwargs, table = prepare_row_generation(self, inputs, kwargs)
-            self._check_row_heads(names, kwargs.get("head"))
-            _no_cache_when_gated(self, kwargs, names)
-            token = _GENERATING.set((self, 1))
-            try:
-                with RowGeneration(self, table):
-                    return super().generate(inputs, **kwargs)
-            finally:
-                _GENERATING.reset(token)
+            parent = super().generate
+            return _generate_rows(self, inputs, kwargs, lambda kw: parent(inputs, **kw),
+                                  check_heads=self._check_row_heads)
         channels = self._check_generation_setup(kwargs.get("head"))
         _no_cache_when_gated(self, kwargs)
         if channels > 1:
             inputs, kwargs = _replicate_for_branches(inputs, kwargs, channels)
-        token = _GENERATING.set((self, channels))
-        try:
+        with _generating(self, channels):
             return super().generate(inputs, **kwargs)
-        finally:
-            _GENERATING.reset(token)
 
     def _check_row_heads(self, names: list, head) -> None:
-        """``generate(adapter_names=...)``: every row's head (as ``forward_head_rows`` picks it: ``head=``, else the
-        head named after the row's adapter, else the single active head) must be an LM head; ``InvalidHead``."""
+        """``generate(adapter_names=...)``: every row's head (``row_head_names``, the rule of ``forward_head_rows``)
+        must be an LM head; ``InvalidHead``."""
         from .heads.errors import InvalidHead
 
-        heads = getattr(self, "heads", {})
-        if head is not None:
-            row_heads = [head] * len(names)
-        else:
-            active = self._head_setup_names()
-            fallback = active[0] if len(active) == 1 and not getattr(self, "_head_batch_sizes", None) else None
-            row_heads = [name if name is not None and name in heads else fallback for name in names]
+        row_heads = self.row_head_names(names, head)
         missing = [row for row, name in enumerate(row_heads) if name is None]
         if missing:
             raise InvalidHead(f"generate() with adapter_names needs an LM head for every row; rows {missing} have "
                               f"none (their adapter has no head and no single head is active): pass head= or add "
                               f"the heads", field="head", rows=missing)
-        for name in dict.fromkeys(row_heads):
+        self._require_lm_heads(dict.fromkeys(row_heads))
+
+    def _require_lm_heads(self, names) -> None:
+        from .heads.errors import InvalidHead
+
+        for name in names:
             head_type = self._get_head(name).config.get("head_type")
             if head_type not in LM_HEAD_TYPES:
-                raise InvalidHead(f"generate() needs a language-modelling head ({', '.join(LM_HEAD_TYPES)}) for "
-                                  f"every row; head {name!r} is a {head_type!r} head", field="head", head=name)
+                raise InvalidHead(f"generate() needs a language-modelling head ({', '.join(LM_HEAD_TYPES)}); head "
+                                  f"{name!r} is a {head_type!r} head", field="head", head=name)
 
     def _check_generation_setup(self, head) -> int:
         """How many Parallel branches the active setup has; ``InvalidHead`` / ``InvalidComposition`` when the heads
@@ -153,10 +143,8 @@ class GenerationSupport(GenerationMixin):
         from .heads.errors import InvalidHead
 
         setup, _ = self.adapter_engine.current_setup()
-        if _has_batch_split(setup) or getattr(self, "_head_batch_sizes", None):
-            raise InvalidComposition("generate() cannot run a BatchSplit setup (generation changes the batch: "
-                                     "beams, Parallel branches); generate each part on its own", field="adapter_setup")
-        channels = setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
+        _refuse_batch_split(setup, head_batch_sizes=getattr(self, "_head_batch_sizes", None))
+        channels = _channels(setup)
         heads = getattr(self, "heads", {})
         if channels > 1:
             block = setup
@@ -171,11 +159,7 @@ class GenerationSupport(GenerationMixin):
         if not names:
             raise InvalidHead("generate() needs an active LM head (add_causal_lm_head / add_seq2seq_lm_head, or "
                               "head=...); no head is active", field="head")
-        for name in names:
-            head_type = self._get_head(name).config.get("head_type")
-            if head_type not in LM_HEAD_TYPES:
-                raise InvalidHead(f"generate() needs a language-modelling head ({', '.join(LM_HEAD_TYPES)}); head "
-                                  f"{name!r} is a {head_type!r} head", field="head", head=name)
+        self._require_lm_heads(names)
         if len(names) > 1 and channels == 1:
             raise InvalidHead(f"generate() runs one LM head at a time; the active heads are {names}", field="head")
         return channels
@@ -202,19 +186,10 @@ def init_generation_members(original: type) -> dict:
     def generate(self, *args, **kwargs):
         if kwargs.get("adapter_names") is not None:  # a mixed-adapter batch: the active setup does not apply
             inputs = args[0] if args else kwargs.get("inputs")
-            names, kwargs, table = prepare_row_generation(self, inputs, kwargs)
-            _no_cache_when_gated(self, kwargs, names)
-            token = _GENERATING.set((self, 1))
-            try:
-                with RowGeneration(self, table):
-                    return original.generate(self, *args, **kwargs)
-            finally:
-                _GENERATING.reset(token)
+            return _generate_rows(self, inputs, kwargs, lambda kw: original.generate(self, *args, **kw))
         setup, _ = self.adapter_engine.current_setup()
-        if _has_batch_split(setup):
-            raise InvalidComposition("generate() cannot run a BatchSplit setup (generation changes the batch: "
-                                     "beams, Parallel branches); generate each part on its own", field="adapter_setup")
-        channels = setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
+        _refuse_batch_split(setup)
+        channels = _channels(setup)
         _no_cache_when_gated(self, kwargs)
         hooks = []
         if channels > 1:
@@ -222,11 +197,10 @@ def init_generation_members(original: type) -> dict:
             args = (inputs,) + tuple(args[1:])
             hooks = [self.register_forward_pre_hook(_open_replicated_forward, with_kwargs=True),
                      self.register_forward_hook(_close_replicated_forward, always_call=True)]
-        token = _GENERATING.set((self, channels))
         try:
-            return original.generate(self, *args, **kwargs)
+            with _generating(self, channels):
+                return original.generate(self, *args, **kwargs)
         finally:
-            _GENERATING.reset(token)
             for hook in hooks:
                 hook.remove()
 
@@ -262,11 +236,43 @@ def _close_replicated_forward(model, args, output):
     return None
 
 
+@contextmanager
+def _generating(model, channels: int):
+    """While ``model.generate`` runs: its forwards know the batch holds ``channels`` copies already, and its
+    ``get_encoder()`` hands transformers the encoder runner."""
+    token = _GENERATING.set((model, channels))
+    try:
+        yield
+    finally:
+        _GENERATING.reset(token)
+
+
+def _generate_rows(model, inputs, kwargs: dict, run, check_heads=None):
+    """``generate(adapter_names=[...])``: the names as a per-row index tensor that transformers expands with the
+    batch (generation_rows.py); ``run(kwargs)`` is the HF generate call."""
+    names, kwargs, table = prepare_row_generation(model, inputs, kwargs)
+    if check_heads is not None:
+        check_heads(names, kwargs.get("head"))
+    _no_cache_when_gated(model, kwargs, names)
+    with _generating(model, 1), RowGeneration(model, table):
+        return run(kwargs)
+
+
+def _channels(setup) -> int:
+    return setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
+
+
+def _refuse_batch_split(setup, head_batch_sizes=None) -> None:
+    if _has_batch_split(setup) or head_batch_sizes:
+        raise InvalidComposition("generate() cannot run a BatchSplit setup (generation changes the batch: "
+                                 "beams, Parallel branches); generate each part on its own", field="adapter_setup")
+
+
 def mark_parallelized(model, state, base_inputs: dict) -> None:
     """In a forward with ``adapter_input_parallelized=True``: the batch already holds one copy per Parallel
     branch, so the engine must not replicate it again; sites and heads split it into the branches."""
     setup, _ = model.adapter_engine.current_setup()
-    channels = setup.parallel_channels if isinstance(setup, (Parallel, Stack)) else 1
+    channels = _channels(setup)
     batch = next((v.shape[0] for v in base_inputs.values() if isinstance(v, torch.Tensor) and v.dim() > 1), None)
     if channels <= 1 or batch is None:
         return

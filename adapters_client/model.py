@@ -8,7 +8,7 @@ from typing import Optional
 
 from torch import nn
 
-from .architectures import find_spec, get_spec
+from .architectures import get_spec
 from .composition import Parallel, Stack
 from .context import ForwardContext, task_context
 from .errors import InvalidComposition
@@ -49,8 +49,7 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, GenerationSupport, nn.Module)
     @property
     def model_class_name(self) -> str:
         """The adapters library's class name (the architecture row's ``model_class``), for adapter_config.json."""
-        spec = find_spec(self.config.model_type)
-        return spec.model_class if spec is not None else type(self).__name__
+        return self.adapter_engine.spec.model_class
 
     @property
     def device(self):
@@ -121,8 +120,8 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, GenerationSupport, nn.Module)
         head_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _HEAD_KWARGS or k.startswith("head_")}
         head_kwargs["input_ids"] = input_ids  # decoder heads pick their token by input_ids != pad_token_id
         base_inputs.update(kwargs)
-        spec = find_spec(self.config.model_type)
-        if spec is not None and spec.encoder_decoder:  # T5: decoder inputs from input_ids / labels
+        spec = self.adapter_engine.spec
+        if spec.encoder_decoder:  # T5: decoder inputs from input_ids / labels
             from .encoder_decoder import fill_decoder_inputs
 
             fill_decoder_inputs(self, spec, base_inputs, labels, head)
@@ -134,7 +133,7 @@ class AdapterModel(_HeadsBase, ModelAdaptersMixin, GenerationSupport, nn.Module)
             if parallelized:
                 mark_parallelized(self, state, base_inputs)
             outputs = self.base_model(**base_inputs, return_dict=True)
-            if spec is not None and spec.tied_output_scale:  # T5: the library's scaling before the heads
+            if spec.tied_output_scale:  # T5: the library's scaling before the heads
                 from .encoder_decoder import scale_tied_output
 
                 scale_tied_output(self, spec, outputs, head_kwargs)
@@ -238,7 +237,8 @@ def _forward_with_rows(original_forward):
         if adapter_names is None:
             with task_context(task_ids):  # MultiTask routing (methods/lora/mtl.py)
                 return original_forward(self, *args, **kwargs)
-        task_context(task_ids, adapter_names)  # both given: refused
+        if task_ids is not None:
+            task_context(task_ids, adapter_names)  # both given: refused
         rows = generation_plan(self, adapter_names)  # inside generate(adapter_names=...): a per-row index tensor
         if rows is None:
             given = bind(self, *args, **kwargs).arguments

@@ -16,8 +16,7 @@ from .errors import IncompatibleAdapter, TokenizerUnavailable
 _CLASSIFICATION = ("classification", "multilabel_classification")
 _TAGGING = ("tagging",)
 GENERATION_HEAD_TYPES = ("causal_lm", "seq2seq_lm")  # the heads generate() runs (generation.py reads this list)
-_GENERATION = GENERATION_HEAD_TYPES
-SUPPORTED_HEAD_TYPES = _CLASSIFICATION + _TAGGING + _GENERATION
+SUPPORTED_HEAD_TYPES = _CLASSIFICATION + _TAGGING + GENERATION_HEAD_TYPES
 _HUGE = 100_000  # tokenizers without a limit report a huge model_max_length
 MAX_NEW_TOKENS = 40
 
@@ -160,7 +159,7 @@ class TextGenerationPipeline(_Pipeline):
     input is truncated to ``max_length`` and the text returned is the decoder's output. A tokenizer without a pad
     token pads with its eos token."""
 
-    head_types = _GENERATION
+    head_types = GENERATION_HEAD_TYPES
 
     def __init__(self, model, tokenizer, *, device=None, batch_size: int = 32, max_length: Optional[int] = None,
                  head: Optional[str] = None, max_new_tokens: int = MAX_NEW_TOKENS, return_full_text: bool = False,

@@ -315,13 +315,7 @@ class HeadsMixin:
         would. No row with a head: ``outputs`` unchanged. Some rows without one, heads whose outputs differ
         in kind or shape, multiple-choice heads or ``labels``: ``InvalidHead``.
         """
-        if head_name:
-            self._get_head(head_name)
-            row_heads = [head_name] * len(adapter_names)
-        else:
-            active = self._head_setup_names()
-            fallback = active[0] if len(active) == 1 and not getattr(self, "_head_batch_sizes", None) else None
-            row_heads = [name if name is not None and name in self.heads else fallback for name in adapter_names]
+        row_heads = self.row_head_names(adapter_names, head_name)
         if all(name is None for name in row_heads):
             return outputs
         missing = [row for row, name in enumerate(row_heads) if name is None]
@@ -339,6 +333,16 @@ class HeadsMixin:
         if not return_dict:
             return result.to_tuple()
         return result
+
+    def row_head_names(self, adapter_names: list, head_name=None) -> list:
+        """The head of each row of a mixed-adapter batch: ``head_name`` when given, else the head named after the
+        row's adapter, else the single active head; None where there is none."""
+        if head_name:
+            self._get_head(head_name)
+            return [head_name] * len(adapter_names)
+        active = self._head_setup_names()
+        fallback = active[0] if len(active) == 1 and not getattr(self, "_head_batch_sizes", None) else None
+        return [name if name is not None and name in self.heads else fallback for name in adapter_names]
 
     def _parallel_heads_from_context(self, head_name):
         """Inside a forward pass whose batch a Parallel block replicated: the active heads, one per branch."""

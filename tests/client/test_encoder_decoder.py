@@ -131,6 +131,26 @@ def test_prefix_locations_follow_the_config_flags():
     assert pool["dec"]["self_prefix"].n_layers == 1
 
 
+def _full_and_stepped_logits(model, inputs: dict, first_steps: int = 3) -> tuple:
+    """(logits of one forward over the whole decoder input without a cache, the same decoded step by step: the
+    first ``first_steps`` positions at once, then one token per call with ``past_key_values`` and the encoder
+    output passed back)."""
+    with torch.no_grad():
+        full = model(**inputs, use_cache=False).logits
+        decoder = inputs["decoder_input_ids"]
+        first = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                      decoder_input_ids=decoder[:, :first_steps], use_cache=True)
+        encoder_outputs = (first.encoder_last_hidden_state,)
+        steps, past = [first.logits], first.past_key_values
+        assert past is not None
+        for t in range(first_steps, decoder.shape[1]):
+            out = model(attention_mask=inputs["attention_mask"], decoder_input_ids=decoder[:, t:t + 1],
+                        encoder_outputs=encoder_outputs, past_key_values=past, use_cache=True)
+            steps.append(out.logits)
+            past = out.past_key_values
+    return full, torch.cat(steps, dim=1)
+
+
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("config", ["prefix_tuning[prefix_length=3]", "seq_bn[cross_adapter=True]", "lora"])
 def test_step_by_step_decoding_with_a_cache_equals_the_full_forward(attn, config):
@@ -142,20 +162,8 @@ def test_step_by_step_decoding_with_a_cache_equals_the_full_forward(attn, config
     model.add_seq2seq_lm_head("a")
     randomise(model.get_adapter("a"), seed=7, std=0.3)
     model.set_active_adapters("a")
-    with torch.no_grad():
-        full = model(**inputs, use_cache=False).logits
-        decoder = inputs["decoder_input_ids"]
-        first = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                      decoder_input_ids=decoder[:, :3], use_cache=True)
-        encoder_outputs = (first.encoder_last_hidden_state,)
-        steps, past = [first.logits], first.past_key_values
-        assert past is not None
-        for t in range(3, decoder.shape[1]):
-            out = model(attention_mask=inputs["attention_mask"], decoder_input_ids=decoder[:, t:t + 1],
-                        encoder_outputs=encoder_outputs, past_key_values=past, use_cache=True)
-            steps.append(out.logits)
-            past = out.past_key_values
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
+    full, stepped = _full_and_stepped_logits(model, inputs)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
 
 
 # --- heads ----------------------------------------------------------------------------------------------------
@@ -368,18 +376,8 @@ def test_t5_step_by_step_decoding_with_a_cache_equals_the_full_forward(attn, con
     model.add_seq2seq_lm_head("a")
     randomise(model.get_adapter("a"), seed=7, std=0.3)
     model.set_active_adapters("a")
-    with torch.no_grad():
-        full = model(**inputs, use_cache=False).logits
-        decoder = inputs["decoder_input_ids"]
-        first = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                      decoder_input_ids=decoder[:, :3], use_cache=True)
-        steps, past = [first.logits], first.past_key_values
-        for t in range(3, decoder.shape[1]):
-            out = model(attention_mask=inputs["attention_mask"], decoder_input_ids=decoder[:, t:t + 1],
-                        encoder_outputs=(first.encoder_last_hidden_state,), past_key_values=past, use_cache=True)
-            steps.append(out.logits)
-            past = out.past_key_values
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
+    full, stepped = _full_and_stepped_logits(model, inputs)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-4)
 
 
 def test_t5_save_and_load_round_trip(tmp_path):

@@ -53,6 +53,26 @@ def _ours(path: str, attn: str):
     return AutoAdapterModel.from_pretrained(path, attn_implementation=attn).eval()
 
 
+def _library_lm_adapter(path: str, name: str, config: str, salt: str):
+    """The library's model (eager) with adapter ``name`` and its seq2seq LM head, new weights seeded from ``salt``."""
+    theirs = _library(path, "eager")
+    before = {id(p) for p in theirs.parameters()}
+    theirs.add_adapter(name, config=config)
+    theirs.add_seq2seq_lm_head(name)
+    randomise_new_params(theirs, before, salt, std=0.2)
+    return theirs
+
+
+def _ours_from_library(theirs, path: str, attn: str, name: str, tmp_path):
+    """Adapter ``name`` saved by the library (safetensors, tied tensors once), loaded and activated in our model;
+    activated in the library's too."""
+    library_save(lambda out, **kw: theirs.save_adapter(out, name, **kw), tmp_path / name)
+    theirs.set_active_adapters(name)
+    ours = _ours(path, attn)
+    ours.load_adapter(str(tmp_path / name), set_active=True)
+    return ours
+
+
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_bart_fusion_matches_the_library_in_each_attention(attn, tmp_path):
     from adapters_client.composition import Fuse
@@ -86,17 +106,10 @@ def test_bart_fusion_matches_the_library_in_each_attention(attn, tmp_path):
 def test_t5_gated_ff_lora_matches_the_library(tmp_path):
     path = _backbone("t5", tmp_path / "backbone", feed_forward_proj="gated-gelu", dense_act_fn="gelu_new",
                      is_gated_act=True)
-    theirs = _library(path, "eager")
-    before = {id(p) for p in theirs.parameters()}
-    theirs.add_adapter("l", config="lora[intermediate_lora=True,output_lora=True]")
-    theirs.add_seq2seq_lm_head("l")
-    randomise_new_params(theirs, before, "t5-gated", std=0.2)
+    theirs = _library_lm_adapter(path, "l", "lora[intermediate_lora=True,output_lora=True]", "t5-gated")
     keys = [k for k in theirs.state_dict() if ".loras.l." in k]
     assert any(".DenseReluDense.wi_1.loras." in k for k in keys)
-    library_save(lambda out, **kw: theirs.save_adapter(out, "l", **kw), tmp_path / "l")
-    theirs.set_active_adapters("l")
-    ours = _ours(path, "eager")
-    ours.load_adapter(str(tmp_path / "l"), set_active=True)
+    ours = _ours_from_library(theirs, path, "eager", "l", tmp_path)
     assert sorted(k for k in ours.state_dict() if ".loras.l." in k) == sorted(keys)
     inputs = _inputs(eos=1, start=0)
     with torch.no_grad():
@@ -108,15 +121,8 @@ def test_t5_gated_ff_lora_matches_the_library(tmp_path):
                                     "prefix_tuning[prefix_length=3,use_gating=True,shared_gating=False]"])
 def test_step_by_step_decoding_matches_the_library(arch, config, tmp_path):
     path = _backbone(arch, tmp_path / "backbone")
-    theirs = _library(path, "eager")
-    before = {id(p) for p in theirs.parameters()}
-    theirs.add_adapter("a", config=config)
-    theirs.add_seq2seq_lm_head("a")
-    randomise_new_params(theirs, before, f"{arch}-steps", std=0.2)
-    library_save(lambda out, **kw: theirs.save_adapter(out, "a", **kw), tmp_path / "a")
-    theirs.set_active_adapters("a")
-    ours = _ours(path, "eager")
-    ours.load_adapter(str(tmp_path / "a"), set_active=True)
+    theirs = _library_lm_adapter(path, "a", config, f"{arch}-steps")
+    ours = _ours_from_library(theirs, path, "eager", "a", tmp_path)
     eos, start = (2, 2) if arch == "bart" else (1, 0)
     inputs = _inputs(eos, start)
     decoder = inputs["decoder_input_ids"]
@@ -143,17 +149,10 @@ def test_gated_prefix_matches_the_library(arch, attn, config, tmp_path):
     gating scores equal the library's (its eager output: the library's BART sdpa prefix path is wrong,
     docs/engine-status.md)."""
     path = _backbone(arch, tmp_path / "backbone")
-    theirs = _library(path, "eager")
-    before = {id(p) for p in theirs.parameters()}
-    theirs.add_adapter("g", config=config)
-    theirs.add_seq2seq_lm_head("g")
-    randomise_new_params(theirs, before, f"{arch}-gated-{config}", std=0.2)
+    theirs = _library_lm_adapter(path, "g", config, f"{arch}-gated-{config}")
     keys = sorted(k for k in theirs.state_dict() if ".prefix_gates.g." in k)
     assert len(keys) == 12  # weight + bias of 2 encoder, 2 decoder and 2 cross-attention gates
-    library_save(lambda out, **kw: theirs.save_adapter(out, "g", **kw), tmp_path / "g")
-    theirs.set_active_adapters("g")
-    ours = _ours(path, attn)
-    ours.load_adapter(str(tmp_path / "g"), set_active=True)
+    ours = _ours_from_library(theirs, path, attn, "g", tmp_path)
     assert sorted(k for k in ours.state_dict() if ".prefix_gates.g." in k) == keys
     eos, start = (2, 2) if arch == "bart" else (1, 0)
     inputs = _inputs(eos, start)

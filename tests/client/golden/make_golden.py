@@ -25,6 +25,8 @@ import transformers
 from adapters import composition as lib
 from safetensors.torch import save_file
 
+from adapters_client.convert import PICKLED_TO_SAFE, pickle_to_safetensors
+
 from . import (ATOL, BACKBONES_DIR, CASE_FILE, CASES_DIR, DATA_FILE, EXPECTED_PREFIX, INPUT_PREFIX, flatten_output,
                max_diff, rowwise)
 
@@ -365,21 +367,6 @@ def randomise_new(model, before: set, salt: str) -> int:
     return count
 
 
-def _dedupe_to_safetensors(source: Path, target: Path) -> None:
-    """A pickled state dict as safetensors, each tensor shared by several keys written once."""
-    state = torch.load(str(source), map_location="cpu", weights_only=True)
-    groups: dict = {}
-    for key, tensor in state.items():
-        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        groups.setdefault(ident, []).append(key)
-    kept = {min(keys, key=lambda k: (len(k), k)): state[keys[0]].contiguous().clone() for keys in groups.values()}
-    save_file(kept, str(target), metadata={"format": "pt"})
-
-
-SAFE_NAMES = {"pytorch_adapter.bin": "adapter.safetensors", "pytorch_model_head.bin": "model_head.safetensors",
-              "pytorch_model_adapter_fusion.bin": "model_adapter_fusion.safetensors"}
-
-
 def library_save(save: Callable, folder: Path) -> None:
     """Save with the library as safetensors; for tied tensors (prefix pool) convert its pickle, deduplicated."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -389,9 +376,9 @@ def library_save(save: Callable, folder: Path) -> None:
         except RuntimeError:
             shutil.rmtree(out, ignore_errors=True)
             save(str(out), use_safetensors=False)
-            for pickled, safe in SAFE_NAMES.items():
+            for pickled, safe in PICKLED_TO_SAFE.items():  # what `adapters-client convert` does
                 if (out / pickled).exists():
-                    _dedupe_to_safetensors(out / pickled, out / safe)
+                    pickle_to_safetensors(out / pickled, out / safe)
                     (out / pickled).unlink()
         shutil.copytree(out, folder)
 
